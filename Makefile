@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# bpfilter: see README.md. The two commands: `make run`, `make test`.
+#
+#   make              the umh and bpfilter.ko (against the test kernel, or KDIR)
+#   make kernel       build the test kernel (cached outside the repository)
+#   make vmtest       boot the test kernel in QEMU and run the VM tests
+#   make test         unit tests, style checks and VM tests
+#   make run          boot, load the module, show its life cycle, unload
+#   make shell        boot to a guest shell with the module loaded
+#   make install      install bpfilter.ko under updates/ and run depmod
+#   make clean
+#
+# KDIR=/path/to/kernel/build points everything at another kernel tree;
+# KERNEL_IMAGE= names its bzImage (default: $(KDIR)/arch/x86/boot/bzImage).
+
+SHELL := /bin/bash
+GO ?= go
+BUILD := $(CURDIR)/build
+GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
+UMH_SRC := $(shell find umh -name '*.go') go.mod go.sum
+KMOD_SRC := Kbuild $(wildcard kmod/*.c kmod/*.h)
+
+ifeq ($(KDIR),)
+# The test kernel; lazily evaluated, as linux-source may not be installed yet.
+KCACHE = $(shell tools/kernel.sh dir)
+KDIR = $(KCACHE)/build
+KERNEL_IMAGE = $(KCACHE)/bzImage
+MODROOT = $(KCACHE)/modroot
+KERNEL_TARGET := kernel
+else
+KERNEL_IMAGE ?= $(KDIR)/arch/x86/boot/bzImage
+MODROOT ?= $(BUILD)/modroot
+KERNEL_TARGET := kdir-modules
+endif
+
+export CGO_ENABLED := 0
+
+.PHONY: all module kernel kdir-modules umh vmtest test unit checkpatch run shell install clean print-kernel deps-vm
+
+all: module
+
+umh: $(BUILD)/bpfilter_umh
+
+$(BUILD)/bpfilter_umh: $(UMH_SRC)
+	@mkdir -p $(BUILD)
+	$(GO) build $(GOFLAGS_BUILD) -o $@ ./umh
+	@echo "  UMH     $@: $$(stat -c %s $@) bytes, static: $$(file -b $@ 2>/dev/null | grep -o 'statically linked' || echo '?')"
+
+$(BUILD)/bpfilter_umh_healthfail: $(UMH_SRC)
+	@mkdir -p $(BUILD)
+	$(GO) build $(GOFLAGS_BUILD) -tags bpfilter_healthfail -o $@ ./umh
+
+module: $(KERNEL_TARGET) $(BUILD)/bpfilter_umh
+	$(MAKE) -C $(KDIR) M=$(CURDIR) UMH_BIN=$(BUILD)/bpfilter_umh modules
+	@cp bpfilter.ko $(BUILD)/bpfilter.ko
+	@echo "  KO      $(BUILD)/bpfilter.ko: $$(stat -c %s $(BUILD)/bpfilter.ko) bytes"
+
+# The same module around a umh that fails its health check, for the tests;
+# built in its own M= directory so that neither build undoes the other.
+$(BUILD)/bpfilter-healthfail.ko: module $(BUILD)/bpfilter_umh_healthfail
+	@mkdir -p $(BUILD)/healthfail/kmod
+	@cp -p Kbuild $(BUILD)/healthfail/
+	@cp -p kmod/*.c kmod/*.h $(BUILD)/healthfail/kmod/
+	$(MAKE) -s -C $(KDIR) M=$(BUILD)/healthfail UMH_BIN=$(BUILD)/bpfilter_umh_healthfail modules
+	@cp $(BUILD)/healthfail/bpfilter.ko $@
+
+kernel:
+	@tools/deps.sh kernel
+	@tools/kernel.sh build
+
+# Another tree: its in-tree modules (ip_tables...) go into the guest too.
+kdir-modules:
+	@test -f $(KDIR)/Module.symvers || { echo "KDIR=$(KDIR) is not a built kernel tree (no Module.symvers)"; exit 1; }
+	$(MAKE) -s -C $(KDIR) INSTALL_MOD_PATH=$(MODROOT) INSTALL_MOD_STRIP=1 modules_install
+
+print-kernel:
+	@echo $(KERNEL_IMAGE)
+
+deps-vm:
+	@tools/deps.sh vm
+
+VMENV = BPFILTER_KERNEL=$(KERNEL_IMAGE) BPFILTER_MODROOT=$(MODROOT) BPFILTER_BUILD=$(BUILD)
+
+vmtest: module $(BUILD)/bpfilter-healthfail.ko deps-vm
+	$(VMENV) $(GO) test -count=1 -timeout 40m -v ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}
+
+checkpatch: $(KERNEL_TARGET)
+	@perl $(KCACHE)/src/scripts/checkpatch.pl --no-tree --quiet --strict -f kmod/*.c kmod/*.h && echo "  CHECK   kmod/: checkpatch clean"
+
+unit:
+	@test -z "$$(gofmt -l umh vmtests tools)" || { gofmt -l umh vmtests tools; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags vmguest ./...
+	$(GO) test -count=1 ./umh/...
+
+test: unit checkpatch vmtest
+
+run: module deps-vm
+	$(VMENV) $(GO) run ./vmtests/cmd/bpfilter-vm run
+
+shell: module deps-vm
+	$(VMENV) $(GO) run ./vmtests/cmd/bpfilter-vm shell
+
+install: module
+	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates modules_install
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $$(cat $(KDIR)/include/config/kernel.release)
+
+clean:
+	-$(MAKE) -s -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
+	rm -rf $(BUILD)

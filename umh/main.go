@@ -1,0 +1,37 @@
+// Command bpfilter_umh is the usermode helper of bpfilter.ko. The module
+// starts it from a copy of this binary embedded in itself, with fd 0 a pipe
+// from the kernel and fd 1 a pipe to the kernel, and forwards every
+// iptables get/setsockopt call to it.
+package main
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfilter/bpfilter/umh/internal/klog"
+	"github.com/bpfilter/bpfilter/umh/internal/server"
+	"github.com/bpfilter/bpfilter/umh/internal/wire"
+)
+
+func main() {
+	log, err := klog.Open()
+	if err != nil {
+		// Nowhere to say so: the kernel gave us no stderr.
+		log = klog.Discard()
+	}
+	log.Infof("started, pid %d", os.Getpid())
+	s := &server.Server{
+		Handler: server.HandlerFunc(func(wire.Request) int32 {
+			// Not ours yet: the kernel falls back to ip_tables.
+			return -int32(unix.ENOPROTOOPT)
+		}),
+		Log:    log,
+		Health: healthStatus,
+	}
+	if err := s.Serve(os.Stdin, os.Stdout); err != nil {
+		log.Errorf("stopping: %v", err)
+		os.Exit(1)
+	}
+	log.Infof("module closed the pipe, exiting")
+}
