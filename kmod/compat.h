@@ -12,13 +12,14 @@
 #include <linux/kconfig.h>
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
-#error "bpfilter: Linux 6.8 removed the bpfilter sockopt hooks (commit 98e20e5e13d2); use a 4.18..6.7 kernel"
+/* commit 98e20e5e13d2 removed the hooks */
+#error "bpfilter: Linux 6.8+ has no bpfilter sockopt hooks; use 4.18..6.7"
 #endif
 #if LINUX_VERSION_CODE < KERNEL_VERSION(4, 18, 0)
 #error "bpfilter: Linux before 4.18 has no bpfilter sockopt hooks"
 #endif
 #if !IS_ENABLED(CONFIG_BPFILTER_UMH)
-#error "bpfilter: the kernel's bpfilter hooks need CONFIG_BPFILTER=y and CONFIG_BPFILTER_UMH=m (kconfig/bpfilter.config)"
+#error "bpfilter: the hooks need CONFIG_BPFILTER_UMH=m (kconfig/bpfilter.config)"
 #endif
 
 #include <linux/bpfilter.h>

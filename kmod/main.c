@@ -18,10 +18,7 @@
 
 #include "compat.h"
 #include "msgfmt.h"
-
-/* The helper's ELF image, in .init.rodata: freed once init is over. */
-extern const char bpfilter_umh_start[];
-extern const char bpfilter_umh_end[];
+#include "umh_blob.h"
 
 static void shutdown_umh(void)
 {

@@ -1,0 +1,134 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/hugelgupf/vmtest/qemu"
+)
+
+// Boot describes one VM run.
+type Boot struct {
+	// Shared is the host directory the guest sees at SharedMount. It must
+	// hold Script, which the guest runs; the guest powers off after it.
+	Shared string
+	// SerialLog is the file that receives the whole serial console.
+	SerialLog string
+	// Timeout bounds the whole VM run.
+	Timeout time.Duration
+	// Line, if set, receives each console line as it comes.
+	Line func(string)
+}
+
+// kernelArgs: the console on the first serial port, every /dev/kmsg line
+// kept (the umh logs there), and a panic that ends QEMU instead of hanging.
+var kernelArgs = []string{"console=ttyS0", "printk.devkmsg=on", "panic=-1", "quiet"}
+
+// QEMUCommand is the QEMU binary and machine: VMTEST_QEMU if set, else
+// qemu-system-x86_64 with KVM when /dev/kvm is usable and TCG otherwise.
+func QEMUCommand() string {
+	if c := os.Getenv("VMTEST_QEMU"); c != "" {
+		return c
+	}
+	cmd := "qemu-system-x86_64 -m 1024 -smp 2"
+	if KVM() {
+		return cmd + " -enable-kvm -cpu host"
+	}
+	return cmd + " -accel tcg"
+}
+
+// KVM tells whether /dev/kvm can be used.
+func KVM() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// Options returns the QEMU options of a boot of cfg with initramfs.
+func Options(cfg Config, initramfs string, b Boot) []qemu.Fn {
+	return []qemu.Fn{
+		qemu.WithQEMUCommand(QEMUCommand()),
+		qemu.WithKernel(cfg.Kernel),
+		qemu.WithInitramfs(initramfs),
+		qemu.WithAppendKernel(kernelArgs...),
+		qemu.HaltOnKernelPanic(),
+		qemu.VirtioRandom(),
+		qemu.P9Directory(b.Shared, SharedTag),
+	}
+}
+
+// Run boots the VM and waits until it powers off. The serial console goes
+// to b.SerialLog. An error means QEMU did not end cleanly (timeout, crash).
+func Run(ctx context.Context, cfg Config, initramfs string, b Boot) error {
+	if _, err := exec.LookPath(strings.Fields(QEMUCommand())[0]); err != nil {
+		return fmt.Errorf("QEMU is missing (tools/deps.sh vm installs it): %w", err)
+	}
+	logf, err := os.Create(b.SerialLog)
+	if err != nil {
+		return err
+	}
+	fns := append(Options(cfg, initramfs, b),
+		qemu.WithSerialOutput(logf),
+		qemu.WithVMTimeout(b.Timeout),
+	)
+	if b.Line != nil {
+		fns = append(fns, qemu.LogSerialByLine(func(line string) { b.Line(line) }))
+	}
+	v, err := qemu.StartContext(ctx, qemu.ArchAMD64, fns...)
+	if err != nil {
+		logf.Close()
+		return fmt.Errorf("start QEMU: %w", err)
+	}
+	if err := v.Wait(); err != nil {
+		return fmt.Errorf("QEMU (%s): %w", v.CmdlineQuoted(), err)
+	}
+	return nil
+}
+
+// Interactive boots the VM with this process's terminal as its console,
+// for `make shell`. QEMU's escape is Ctrl-A X.
+func Interactive(cfg Config, initramfs string, b Boot) error {
+	o, err := qemu.OptionsFor(qemu.ArchAMD64, Options(cfg, initramfs, b)...)
+	if err != nil {
+		return err
+	}
+	args, err := o.Cmdline()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// KernelProblems returns the lines of a serial log that show the kernel
+// in trouble: oopses, BUGs, warnings, KASAN and kmemleak reports.
+func KernelProblems(serialLog string) ([]string, error) {
+	f, err := os.Open(serialLog)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	var bad []string
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, sign := range []string{"Oops", "BUG:", "WARNING:", "Call Trace:", "KASAN", "kmemleak:", "Kernel panic"} {
+			if strings.Contains(line, sign) {
+				bad = append(bad, strings.TrimSpace(line))
+				break
+			}
+		}
+	}
+	return bad, nil
+}

@@ -1,0 +1,178 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hugelgupf/vmtest/qemu/qevent"
+)
+
+// GuestTests is a group of Go tests that run inside one VM boot: the
+// package pkg, built with -tags vmguest, run by vmtest's gouinit.
+type GuestTests struct {
+	Pkg     string        // import path of the guest test package
+	Timeout time.Duration // for the whole VM run
+}
+
+// runnerError is what gouinit reports about a test binary.
+type runnerError struct {
+	Binary string
+	Error  string
+}
+
+// testEvent is what cmd/test2json writes.
+type testEvent struct {
+	Action string
+	Test   string
+	Output string
+}
+
+// Run boots one VM for the group and reports each guest test as a subtest
+// of t. A guest test that skipped fails here: in the VM there is nothing
+// to skip for. Kernel oopses, BUGs and warnings fail t as well.
+func (g GuestTests) Run(t *testing.T) {
+	t.Helper()
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	initramfs, err := Initramfs(cfg, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := path.Base(g.Pkg)
+	shared := t.TempDir()
+	if err := Populate(cfg, shared); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(shared, "tests", name, name+".test")
+	build := exec.Command("go", "test", "-c", "-tags", "vmguest", "-trimpath", "-o", bin, g.Pkg)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build guest tests %s: %v\n%s", g.Pkg, err, out)
+	}
+	script := GuestSetup + fmt.Sprintf("gouinit -test_timeout=%s\ndmesg > %s/dmesg.txt\n", g.Timeout, SharedMount)
+	if err := os.WriteFile(filepath.Join(shared, Script), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	serial := filepath.Join(cfg.Build, "vmtest-"+name+".log")
+	start := time.Now()
+	runErr := Run(context.Background(), cfg, initramfs, Boot{
+		Shared:    shared,
+		SerialLog: serial,
+		Timeout:   g.Timeout + time.Minute,
+	})
+	t.Logf("VM %s ran %v; serial console: %s", name, time.Since(start).Round(100*time.Millisecond), serial)
+	if runErr != nil {
+		t.Errorf("VM run failed (serial console in %s): %v", serial, runErr)
+	}
+
+	results, err := qevent.ReadFile[testEvent](filepath.Join(shared, "results.json"))
+	if err != nil {
+		t.Fatalf("no guest test results (serial console in %s): %v", serial, err)
+	}
+	runnerErrs, err := qevent.ReadFile[runnerError](filepath.Join(shared, "errors.json"))
+	if err != nil {
+		t.Errorf("guest test runner: %v", err)
+	}
+	for _, e := range runnerErrs {
+		t.Logf("guest test runner: %s: %s", e.Binary, e.Error)
+	}
+	reportEvents(t, results, serial)
+
+	for _, log := range []string{serial, filepath.Join(shared, "dmesg.txt")} {
+		bad, err := KernelProblems(log)
+		if err != nil {
+			t.Errorf("kernel log %s: %v", log, err)
+			continue
+		}
+		if len(bad) > 0 {
+			t.Errorf("the kernel reported problems (%s):\n%s", log, strings.Join(bad, "\n"))
+		}
+	}
+	if dm, err := os.ReadFile(filepath.Join(shared, "dmesg.txt")); err == nil {
+		_ = os.WriteFile(filepath.Join(cfg.Build, "vmtest-"+name+".dmesg"), dm, 0o644)
+	}
+}
+
+// Populate puts the modules of cfg.Build into shared/modules.
+func Populate(cfg Config, shared string) error {
+	dir := filepath.Join(shared, "modules")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rel, err := cfg.Release()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "release"), []byte(rel+"\n"), 0o644); err != nil {
+		return err
+	}
+	for _, m := range Modules {
+		b, err := os.ReadFile(filepath.Join(cfg.Build, m))
+		if err != nil {
+			return fmt.Errorf("%w (run `make` first)", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, m), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportEvents replays the guest's tests as subtests of t.
+func reportEvents(t *testing.T, evs []testEvent, serial string) {
+	t.Helper()
+	type result struct {
+		action string
+		output strings.Builder
+	}
+	results := map[string]*result{}
+	var order []string
+	for _, e := range evs {
+		if e.Test == "" {
+			continue
+		}
+		r, ok := results[e.Test]
+		if !ok {
+			r = &result{}
+			results[e.Test] = r
+			order = append(order, e.Test)
+		}
+		switch e.Action {
+		case "output":
+			r.output.WriteString(e.Output)
+		case "pass", "fail", "skip":
+			r.action = e.Action
+		}
+	}
+	if len(order) == 0 {
+		t.Fatalf("the guest ran no test (serial console in %s)", serial)
+	}
+	for _, name := range order {
+		if strings.Contains(name, "/") {
+			continue // reported with its parent
+		}
+		r := results[name]
+		t.Run(name, func(t *testing.T) {
+			switch r.action {
+			case "pass":
+				t.Logf("in the guest:\n%s", r.output.String())
+			case "skip":
+				t.Errorf("skipped in the guest, which counts as a failure:\n%s", r.output.String())
+			case "fail":
+				t.Errorf("failed in the guest:\n%s", r.output.String())
+			default:
+				t.Errorf("did not finish in the guest (serial console in %s):\n%s", serial, r.output.String())
+			}
+		})
+	}
+}
