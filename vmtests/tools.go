@@ -20,6 +20,7 @@ import (
 	_ "github.com/u-root/u-root/cmds/core/ls"
 	_ "github.com/u-root/u-root/cmds/core/mkdir"
 	_ "github.com/u-root/u-root/cmds/core/mount"
+	_ "github.com/u-root/u-root/cmds/core/pidof"
 	_ "github.com/u-root/u-root/cmds/core/ps"
 	_ "github.com/u-root/u-root/cmds/core/rm"
 	_ "github.com/u-root/u-root/cmds/core/shutdown"

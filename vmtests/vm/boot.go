@@ -35,7 +35,7 @@ func QEMUCommand() string {
 	if c := os.Getenv("VMTEST_QEMU"); c != "" {
 		return c
 	}
-	cmd := "qemu-system-x86_64 -m 1024 -smp 2"
+	cmd := "qemu-system-x86_64 -m 1024 -smp 2 -nic none"
 	if KVM() {
 		return cmd + " -enable-kvm -cpu host"
 	}

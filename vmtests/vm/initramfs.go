@@ -53,6 +53,7 @@ var busybox = []string{
 	"github.com/u-root/u-root/cmds/core/ls",
 	"github.com/u-root/u-root/cmds/core/mkdir",
 	"github.com/u-root/u-root/cmds/core/mount",
+	"github.com/u-root/u-root/cmds/core/pidof",
 	"github.com/u-root/u-root/cmds/core/ps",
 	"github.com/u-root/u-root/cmds/core/rm",
 	"github.com/u-root/u-root/cmds/core/shutdown",
