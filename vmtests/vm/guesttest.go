@@ -141,26 +141,27 @@ func reportEvents(t *testing.T, evs []testEvent, serial string) {
 		if e.Test == "" {
 			continue
 		}
-		r, ok := results[e.Test]
+		top, sub, _ := strings.Cut(e.Test, "/")
+		r, ok := results[top]
 		if !ok {
 			r = &result{}
-			results[e.Test] = r
-			order = append(order, e.Test)
+			results[top] = r
+			order = append(order, top)
 		}
 		switch e.Action {
 		case "output":
+			// Subtests' output goes with their top-level test.
 			r.output.WriteString(e.Output)
 		case "pass", "fail", "skip":
-			r.action = e.Action
+			if sub == "" {
+				r.action = e.Action
+			}
 		}
 	}
 	if len(order) == 0 {
 		t.Fatalf("the guest ran no test (serial console in %s)", serial)
 	}
 	for _, name := range order {
-		if strings.Contains(name, "/") {
-			continue // reported with its parent
-		}
 		r := results[name]
 		t.Run(name, func(t *testing.T) {
 			switch r.action {
