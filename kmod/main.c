@@ -82,6 +82,28 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 	return send_req(&req);
 }
 
+/*
+ * Like ip_tables, the umh keeps tables per network namespace: tell it when
+ * one is gone, so that its state does not pile up.
+ */
+static void __net_exit bpfilter_net_exit(struct net *net)
+{
+	struct mbox_request req = {
+		.is_set	= 1,
+		.cmd	= BPFILTER_CMD_NETNS_EXIT,
+		.netns	= net->ns.inum,
+	};
+
+	mutex_lock(&bpfilter_ops.lock);
+	if (bpfilter_ops.info.tgid)
+		send_req(&req);
+	mutex_unlock(&bpfilter_ops.lock);
+}
+
+static struct pernet_operations bpfilter_net_ops = {
+	.exit = bpfilter_net_exit,
+};
+
 /* Called with bpfilter_ops.lock held, at init and when the umh died. */
 static int start_umh(void)
 {
@@ -127,23 +149,38 @@ static int __init bpfilter_init(void)
 		bpfilter_ops.start = start_umh;
 	}
 	mutex_unlock(&bpfilter_ops.lock);
+	if (err)
+		goto unload;
 
+	err = register_pernet_subsys(&bpfilter_net_ops);
 	if (err) {
-		umd_unload_blob(&bpfilter_ops.info);
-		return err;
+		pr_err("cannot register for namespace exits: %d\n", err);
+		goto stop;
 	}
 	pr_info("started\n");
 	return 0;
+
+stop:
+	mutex_lock(&bpfilter_ops.lock);
+	shutdown_umh();
+	bpfilter_ops.start = NULL;
+	bpfilter_ops.sockopt = NULL;
+	mutex_unlock(&bpfilter_ops.lock);
+unload:
+	umd_unload_blob(&bpfilter_ops.info);
+	return err;
 }
 
 static void __exit bpfilter_exit(void)
 {
+	/* The umh is going away with all its state: nothing to tell it. */
 	mutex_lock(&bpfilter_ops.lock);
 	shutdown_umh();
 	bpfilter_ops.start = NULL;
 	bpfilter_ops.sockopt = NULL;
 	mutex_unlock(&bpfilter_ops.lock);
 
+	unregister_pernet_subsys(&bpfilter_net_ops);
 	umd_unload_blob(&bpfilter_ops.info);
 	pr_info("stopped\n");
 }

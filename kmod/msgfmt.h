@@ -11,8 +11,12 @@
 
 #include <linux/types.h>
 
-/* cmd of the health check the module sends after starting the umh */
-#define BPFILTER_CMD_HEALTH	0
+/*
+ * Control commands the module sends on its own; a forwarded sockopt call
+ * carries its optname (64 and up) as cmd.
+ */
+#define BPFILTER_CMD_HEALTH	0	/* get: answer 0 if healthy */
+#define BPFILTER_CMD_NETNS_EXIT	1	/* set: forget namespace netns */
 
 struct mbox_request {
 	__u64 addr;	/* caller's optval, in the address space of pid */

@@ -10,7 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
+	"github.com/bpfilter/bpfilter/umh/internal/procmem"
 	"github.com/bpfilter/bpfilter/umh/internal/server"
+	"github.com/bpfilter/bpfilter/umh/internal/table"
 	"github.com/bpfilter/bpfilter/umh/internal/wire"
 )
 
@@ -21,13 +23,23 @@ func main() {
 		log = klog.Discard()
 	}
 	log.Infof("started, pid %d", os.Getpid())
+	tables := table.New()
 	s := &server.Server{
-		Handler: server.HandlerFunc(func(wire.Request) int32 {
-			// Not ours yet: the kernel falls back to ip_tables.
-			return -int32(unix.ENOPROTOOPT)
+		Handler: server.HandlerFunc(func(req wire.Request) int32 {
+			mem := procmem.New(int(req.Pid), req.Addr, req.Len)
+			status, reason := tables.Sockopt(req.Netns, req.Cmd, req.IsSet != 0, mem)
+			switch {
+			case reason == "":
+			case status == -int32(unix.ENOPROTOOPT):
+				log.Debugf("%s", reason)
+			default:
+				log.Warnf("%s", reason)
+			}
+			return status
 		}),
-		Log:    log,
-		Health: healthStatus,
+		NetnsExit: tables.Forget,
+		Log:       log,
+		Health:    healthStatus,
 	}
 	if err := s.Serve(os.Stdin, os.Stdout); err != nil {
 		log.Errorf("stopping: %v", err)

@@ -54,9 +54,9 @@ func (b *Buffer) WriteAt(p []byte, off int64) (int, error) {
 	return transfer(b.pid, p, b.addr+uint64(off), true)
 }
 
-// WriteAddr writes p at an address the caller named inside its request
+// WriteCounters writes p at an address the caller named inside its request
 // (the counters pointer of IPT_SO_SET_REPLACE), as copy_to_user would.
-func (b *Buffer) WriteAddr(addr uint64, p []byte) error {
+func (b *Buffer) WriteCounters(addr uint64, p []byte) error {
 	if addr+uint64(len(p)) < addr {
 		return fmt.Errorf("%w: address wraps", ErrOutOfRange)
 	}

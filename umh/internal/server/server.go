@@ -34,6 +34,8 @@ type Server struct {
 	// Health is the answer to the health check: 0 unless the umh was
 	// built to fail it (for tests).
 	Health int32
+	// NetnsExit, if set, is told that a network namespace is gone.
+	NetnsExit func(netns uint32)
 }
 
 // Serve answers requests from r on w until r reaches EOF between two
@@ -60,6 +62,17 @@ func (s *Server) answer(req wire.Request) (status int32) {
 	if req.Cmd == wire.CmdHealth && req.IsSet == 0 {
 		s.Log.Debugf("health check from pid %d: %d", req.Pid, s.Health)
 		return s.Health
+	}
+	if req.Cmd == wire.CmdNetnsExit && req.IsSet == 1 {
+		s.Log.Debugf("netns %d is gone", req.Netns)
+		if s.NetnsExit != nil {
+			s.NetnsExit(req.Netns)
+		}
+		return 0
+	}
+	if req.Cmd < wire.FirstSockopt {
+		s.Log.Errorf("unknown control command %d", req.Cmd)
+		return -int32(unix.EINVAL)
 	}
 	defer func() {
 		if r := recover(); r != nil {

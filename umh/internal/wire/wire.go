@@ -10,8 +10,13 @@ import (
 	"io"
 )
 
-// CmdHealth is the command of the module's health check.
-const CmdHealth = 0
+// Control commands, which the module sends on its own; sockopt requests
+// carry their optname (64 and up) as the command.
+const (
+	CmdHealth    = 0  // get: is the umh alive? answered 0
+	CmdNetnsExit = 1  // set: network namespace Netns is gone
+	FirstSockopt = 64 // the first iptables optname
+)
 
 // RequestSize and ReplySize are the sizes of struct mbox_request and
 // struct mbox_reply.

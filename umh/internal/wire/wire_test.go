@@ -31,6 +31,7 @@ func cLayout(t *testing.T) map[string]uintptr {
 	prog.WriteString(`printf("mbox_request %zu\n", sizeof(struct mbox_request));` + "\n")
 	prog.WriteString(`printf("mbox_reply %zu\n", sizeof(struct mbox_reply));` + "\n")
 	prog.WriteString(`printf("health %d\n", BPFILTER_CMD_HEALTH);` + "\n")
+	prog.WriteString(`printf("netns_exit %d\n", BPFILTER_CMD_NETNS_EXIT);` + "\n")
 	for _, f := range []string{"addr", "len", "is_set", "cmd", "pid", "netns", "reserved"} {
 		prog.WriteString(`printf("mbox_request.` + f + ` %zu %zu\n", offsetof(struct mbox_request, ` + f +
 			`), sizeof(((struct mbox_request *)0)->` + f + `));` + "\n")
@@ -75,6 +76,7 @@ func TestPinnedToC(t *testing.T) {
 		"mbox_request": unsafe.Sizeof(Request{}),
 		"mbox_reply":   unsafe.Sizeof(Reply{}),
 		"health":       CmdHealth,
+		"netns_exit":   CmdNetnsExit,
 	}
 	cNames := map[string]string{
 		"Addr": "addr", "Len": "len", "IsSet": "is_set", "Cmd": "cmd",

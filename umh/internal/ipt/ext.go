@@ -1,0 +1,144 @@
+package ipt
+
+import "golang.org/x/sys/unix"
+
+// family is the list an extension is registered in: ip_tables looks in the
+// NFPROTO_IPV4 list first, then in the NFPROTO_UNSPEC one.
+type family uint8
+
+const (
+	familyIPv4 family = iota
+	familyUnspec
+)
+
+// extension is one registered xt_match or xt_target, as far as validation
+// and GET_ENTRIES need it.
+type extension struct {
+	name     string
+	revision uint8
+	family   family
+	// size is matchsize/targetsize, before XT_ALIGN; the kernel copies this
+	// many bytes of data back to the user and zeroes the rest.
+	size int
+	// proto, if not 0, is the only ip.proto the match is valid for.
+	proto uint16
+	// check is the extension's checkentry; nil if it has none.
+	check func(ip *IP, data []byte) *Error
+	// decode turns validated data into its typed form.
+	decode func(data []byte) any
+}
+
+// matches are the matches bpfilter accepts, registered as in Linux 6.1
+// (xt_tcpudp.c, ip_tables.c for icmp, xt_multiport.c, xt_iprange.c,
+// xt_comment.c). 6.1 has no multiport revision 0 any more: a blob using it
+// is refused as 6.1's ip_tables refuses it.
+var matches = []extension{
+	{name: "tcp", family: familyIPv4, size: tcpSize, proto: ProtoTCP, check: checkTCP, decode: decodeTCPAny},
+	{name: "udp", family: familyIPv4, size: udpSize, proto: ProtoUDP, check: checkUDP, decode: decodeUDPAny},
+	{name: "icmp", family: familyIPv4, size: icmpSize, proto: ProtoICMP, check: checkICMP, decode: decodeICMPAny},
+	{name: "multiport", revision: 1, family: familyIPv4, size: multiportSize, check: checkMultiport, decode: decodeMultiportAny},
+	{name: "iprange", revision: 1, family: familyIPv4, size: iprangeSize, decode: decodeIPRangeAny},
+	{name: "comment", family: familyUnspec, size: commentSize, decode: decodeCommentAny},
+}
+
+// targets are the targets bpfilter accepts: ip_tables' builtin ones.
+var targets = []extension{
+	{name: StandardTarget, family: familyIPv4, size: 4},
+	{name: ErrorTarget, family: familyIPv4, size: FunctionMaxNameLen},
+}
+
+func kindName(target bool) string {
+	if target {
+		return "target"
+	}
+	return "match"
+}
+
+// findExtension is xt_find_match/xt_find_target (after the name length
+// check of xt_request_find_*): an exact name and revision in the IPv4
+// list, else in the UNSPEC list. ip_tables' search of the UNSPEC list
+// decides the errno: EPROTOTYPE if that list has the name at another
+// revision, ENOENT otherwise, even when the IPv4 list had the name. The
+// ENOENT for a name that bpfilter does not know at all is what ip_tables
+// gives for an extension whose module cannot be loaded.
+func findExtension(target bool, name string, revision uint8) (*extension, *Error) {
+	list := matches
+	if target {
+		list = targets
+	}
+	known := false
+	for _, fam := range []family{familyIPv4, familyUnspec} {
+		sameName := false
+		for i := range list {
+			x := &list[i]
+			if x.family != fam || x.name != name {
+				continue
+			}
+			known = true
+			if x.revision == revision {
+				return x, nil
+			}
+			sameName = true
+		}
+		if fam == familyUnspec && sameName {
+			return nil, errorf(eprototype, "%s %q revision %d is not supported", kindName(target), name, revision)
+		}
+	}
+	if known {
+		return nil, errorf(enoent, "%s %q revision %d is not supported", kindName(target), name, revision)
+	}
+	return nil, errorf(enoent, "%s %q is not supported by bpfilter", kindName(target), name)
+}
+
+// FindRevision answers IPT_SO_GET_REVISION_MATCH/TARGET as xt_find_revision
+// does over the extensions bpfilter accepts: the highest revision of name
+// when revision is one of them, EPROTONOSUPPORT when name exists only at
+// other revisions, ENOENT when bpfilter does not know name at all.
+func FindRevision(name string, revision uint8, target bool) (int, unix.Errno) {
+	list := matches
+	if target {
+		list = targets
+	}
+	best, have := -1, false
+	for _, fam := range []family{familyIPv4, familyUnspec} {
+		for i := range list {
+			x := &list[i]
+			if x.family != fam || x.name != name {
+				continue
+			}
+			if int(x.revision) > best {
+				best = int(x.revision)
+			}
+			if x.revision == revision {
+				have = true
+			}
+		}
+		if have {
+			break
+		}
+	}
+	switch {
+	case best == -1:
+		return 0, unix.ENOENT
+	case !have:
+		return 0, unix.EPROTONOSUPPORT
+	}
+	return best, 0
+}
+
+// checkExtension is xt_check_match/xt_check_target for bpfilter's
+// extensions: size, protocol, then checkentry. (No bpfilter extension is
+// restricted to a table or to hooks.)
+func checkExtension(x *extension, target bool, data []byte, ip *IP) *Error {
+	if XTAlign(x.size) != len(data) {
+		return errorf(einval, "%s %q revision %d: invalid size %d (kernel) != (user) %d",
+			kindName(target), x.name, x.revision, XTAlign(x.size), len(data))
+	}
+	if x.proto != 0 && (x.proto != ip.Proto || ip.InvFlags&InvProto != 0) {
+		return errorf(einval, "%s %q: only valid for protocol %d", kindName(target), x.name, x.proto)
+	}
+	if x.check != nil {
+		return x.check(ip, data)
+	}
+	return nil
+}
