@@ -6,8 +6,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hugelgupf/vmtest/qemu"
 )
@@ -65,12 +68,35 @@ func Options(cfg Config, initramfs string, b Boot) []qemu.Fn {
 	}
 }
 
+// lockVMs takes the machine-wide VM lock: two TCG guests booting at once
+// on a small machine starve each other's timer calibration, so VMs run
+// one at a time, whoever starts them.
+func lockVMs(cfg Config) (unlock func(), err error) {
+	if err := os.MkdirAll(cfg.Cache, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(cfg.Cache, "vm.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}
+
 // Run boots the VM and waits until it powers off. The serial console goes
 // to b.SerialLog. An error means QEMU did not end cleanly (timeout, crash).
 func Run(ctx context.Context, cfg Config, initramfs string, b Boot) error {
 	if _, err := exec.LookPath(strings.Fields(QEMUCommand())[0]); err != nil {
 		return fmt.Errorf("QEMU is missing (tools/deps.sh vm installs it): %w", err)
 	}
+	unlock, err := lockVMs(cfg)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	logf, err := os.Create(b.SerialLog)
 	if err != nil {
 		return err
@@ -96,6 +122,11 @@ func Run(ctx context.Context, cfg Config, initramfs string, b Boot) error {
 // Interactive boots the VM with this process's terminal as its console,
 // for `make shell`. QEMU's escape is Ctrl-A X.
 func Interactive(cfg Config, initramfs string, b Boot) error {
+	unlock, err := lockVMs(cfg)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	o, err := qemu.OptionsFor(qemu.ArchAMD64, Options(cfg, initramfs, b)...)
 	if err != nil {
 		return err
