@@ -5,7 +5,8 @@
 #   make              the umh and bpfilter.ko (against the test kernel, or KDIR)
 #   make kernel       build the test kernel (cached outside the repository)
 #   make vmtest       boot the test kernel in QEMU and run the VM tests
-#   make test         unit tests, style checks and VM tests
+#   make test         unit tests, fuzzing (bounded), style checks and VM tests
+#   make bench        iptables benchmarks in the VM, bpfilter against ip_tables
 #   make run          boot, load the module, show its life cycle, unload
 #   make shell        boot to a guest shell with the module loaded
 #   make install      install bpfilter.ko under updates/ and run depmod
@@ -36,7 +37,7 @@ endif
 
 export CGO_ENABLED := 0
 
-.PHONY: all module kernel kdir-modules umh vmtest test unit checkpatch run shell install clean print-kernel deps-vm
+.PHONY: all module kernel kdir-modules umh vmtest test unit fuzz bench checkpatch run shell install clean print-kernel deps-vm
 
 all: module
 
@@ -88,6 +89,17 @@ vmtest: module $(BUILD)/bpfilter-healthfail.ko deps-vm
 # compat.h exists to compare kernel versions: only it may.
 CHECKPATCH = $(firstword $(wildcard $(KDIR)/source/scripts/checkpatch.pl $(KDIR)/scripts/checkpatch.pl)) \
 	--no-tree --quiet --strict
+# iptables benchmarks in the VM, bpfilter against ip_tables (README's table)
+bench: module $(BUILD)/bpfilter-healthfail.ko deps-vm
+	$(VMENV) $(GO) test -count=1 -timeout 40m -v -tags bench -run TestBench ./vmtests/ 2>&1 | tee $(BUILD)/bench.log; exit $${PIPESTATUS[0]}
+
+# The blob parser under the fuzzer, for a bounded time.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./umh/internal/ipt/
+	$(GO) test -run='^$$' -fuzz=FuzzTranslate -fuzztime=$(FUZZTIME) ./umh/internal/ipt/
+	$(GO) test -run='^$$' -fuzz=FuzzSockopt -fuzztime=$(FUZZTIME) ./umh/internal/table/
+
 checkpatch: $(KERNEL_TARGET)
 	@perl $(CHECKPATCH) -f $(filter-out kmod/compat.h,$(wildcard kmod/*.c kmod/*.h))
 	@perl $(CHECKPATCH) --ignore LINUX_VERSION_CODE,CONSTANT_COMPARISON -f kmod/compat.h
@@ -99,7 +111,7 @@ unit:
 	$(GO) vet -tags vmguest ./...
 	$(GO) test -count=1 ./umh/...
 
-test: unit checkpatch vmtest
+test: unit fuzz checkpatch vmtest
 
 run: module deps-vm
 	$(VMENV) $(GO) run ./vmtests/cmd/bpfilter-vm run

@@ -128,6 +128,17 @@ func Populate(cfg Config, shared string) error {
 	return nil
 }
 
+// benchLines are the benchmark results in the guest's output.
+func benchLines(evs []testEvent) []string {
+	var out []string
+	for _, e := range evs {
+		if e.Action == "output" && strings.HasPrefix(e.Output, "Benchmark") && strings.Contains(e.Output, "/op") {
+			out = append(out, e.Output)
+		}
+	}
+	return out
+}
+
 // reportEvents replays the guest's tests as subtests of t.
 func reportEvents(t *testing.T, evs []testEvent, serial string) {
 	t.Helper()
@@ -158,8 +169,11 @@ func reportEvents(t *testing.T, evs []testEvent, serial string) {
 			}
 		}
 	}
-	if len(order) == 0 {
-		t.Fatalf("the guest ran no test (serial console in %s)", serial)
+	if len(order) == 0 && !strings.Contains(strings.Join(benchLines(evs), ""), "ns/op") {
+		t.Fatalf("the guest ran no test and no benchmark (serial console in %s)", serial)
+	}
+	for _, l := range benchLines(evs) {
+		t.Log(strings.TrimRight(l, "\n"))
 	}
 	for _, name := range order {
 		r := results[name]

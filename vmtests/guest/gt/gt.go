@@ -159,3 +159,20 @@ func ErrnoOf(err error) int {
 	}
 	return -1
 }
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// ReleaseOrExit is Release for TestMain, which has no t.
+func ReleaseOrExit() string {
+	b, err := os.ReadFile(filepath.Join(ModDir, "release"))
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -16,63 +16,6 @@ import (
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
 )
 
-// backend is who answers the filter table.
-type backend int
-
-const (
-	ipTables backend = iota
-	bpfilter
-)
-
-func (b backend) String() string {
-	if b == bpfilter {
-		return "bpfilter"
-	}
-	return "ip_tables"
-}
-
-// use makes b answer for a fresh filter table.
-func use(t *testing.T, b backend) {
-	t.Helper()
-	if gt.Loaded("bpfilter") {
-		gt.MustRun(t, "rmmod", "bpfilter")
-	}
-	if gt.Loaded("iptable_filter") {
-		// ip_tables pins iptable_filter while it holds more than
-		// the initial entries: empty it first.
-		if r := run(restore(emptyFilter)); r.code != 0 {
-			t.Fatalf("emptying the filter table: %s", r.out)
-		}
-		gt.MustRun(t, "rmmod", "iptable_filter")
-	}
-	if gt.Loaded("ip_tables") {
-		gt.MustRun(t, "rmmod", "ip_tables")
-	}
-	switch b {
-	case ipTables:
-		gt.MustRun(t, "modprobe", "iptable_filter")
-	case bpfilter:
-		gt.MustRun(t, "insmod", gt.GoodKO)
-	}
-}
-
-const emptyFilter = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
-
-// ensure fails t if the backend that answered was not b: a bpfilter that
-// fell back to ip_tables would make the comparison meaningless.
-func ensure(t *testing.T, b backend) {
-	t.Helper()
-	// iptables itself modprobes ip_tables (libxtables does when
-	// /proc/net/ip_tables_names is missing), but only a fallback to
-	// ip_tables for the filter table loads iptable_filter.
-	if b == bpfilter && gt.Loaded("iptable_filter") {
-		t.Fatal("iptable_filter got loaded while bpfilter was to answer: bpfilter fell back")
-	}
-	if b == ipTables && !gt.Loaded("iptable_filter") {
-		t.Fatal("iptable_filter is not loaded for the reference run")
-	}
-}
-
 // result is what one step printed.
 type result struct {
 	out  string
@@ -116,14 +59,14 @@ var final = []step{
 	save("-c", "-t", "filter"),
 }
 
-func runScenario(t *testing.T, sc scenario, b backend) []result {
+func runScenario(t *testing.T, sc scenario, b gt.Backend) []result {
 	t.Helper()
-	use(t, b)
+	gt.Use(t, b)
 	var rs []result
 	for _, s := range append(append([]step{}, sc.steps...), final...) {
 		rs = append(rs, run(s))
 	}
-	ensure(t, b)
+	gt.Ensure(t, b)
 	return rs
 }
 
@@ -139,11 +82,11 @@ func TestDifferential(t *testing.T) {
 	if len(scenarios) < 30 {
 		t.Fatalf("only %d scenarios", len(scenarios))
 	}
-	defer use(t, ipTables)
+	defer gt.Use(t, gt.IPTables)
 	for _, sc := range scenarios {
 		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
-			want := runScenario(t, sc, ipTables)
-			got := runScenario(t, sc, bpfilter)
+			want := runScenario(t, sc, gt.IPTables)
+			got := runScenario(t, sc, gt.Bpfilter)
 			steps := append(append([]step{}, sc.steps...), final...)
 			for i, s := range steps {
 				if got[i] != want[i] {
