@@ -22,12 +22,22 @@ import (
 const runScript = `
 echo; echo "==> insmod bpfilter.ko"
 insmod $M/bpfilter.ko
-dmesg | grep bpfilter
+dmesg | grep "bpfilter:"
 echo; echo "==> the umh is a process of its own"
 echo "pid $(pidof bpfilter_umh): $(cat /proc/$(pidof bpfilter_umh)/comm)"
-echo; echo "==> iptables-legacy -L -n: the umh answers ENOPROTOOPT, the kernel falls back to ip_tables"
+echo; echo "==> the seed 002 transcript, answered by bpfilter (ip_tables is not loaded)"
+echo "# iptables-legacy -L -n"
 iptables-legacy -L -n
-dmesg | grep bpfilter_umh
+echo "# iptables-legacy -A INPUT -p udp --dport 23 -j DROP"
+iptables-legacy -A INPUT -p udp --dport 23 -j DROP
+echo "# iptables-legacy -L -n"
+iptables-legacy -L -n
+echo "# iptables-legacy -F"
+iptables-legacy -F
+echo "# iptables-legacy -L -n"
+iptables-legacy -L -n
+echo; echo "==> what the umh saw (its kernel log)"
+dmesg | grep "bpfilter_umh: [gs]etsockopt"
 echo; echo "==> rmmod bpfilter"
 rmmod bpfilter
 dmesg | grep "bpfilter: stopped"
