@@ -9,20 +9,13 @@ package bench
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
 )
 
-func TestMain(m *testing.M) {
-	if err := gt.RemoveStub(gt.ReleaseOrExit()); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { gt.MainWithoutStub(m) }
 
 var sizes = []int{1000, 10000}
 

@@ -3,6 +3,7 @@
 package gt
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -112,4 +113,14 @@ func NoModprobe(t testing.TB) {
 			t.Errorf("restore %s: %v", file, err)
 		}
 	})
+}
+
+// MainWithoutStub is a TestMain for packages that switch backends: it
+// removes the in-tree stub (RemoveStub), then runs the tests.
+func MainWithoutStub(m *testing.M) {
+	if err := RemoveStub(ReleaseOrExit()); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
 }
