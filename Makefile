@@ -6,6 +6,7 @@
 #   make kernel       build the test kernel (cached outside the repository)
 #   make vmtest       boot the test kernel in QEMU and run the VM tests
 #   make test         unit tests, fuzzing (bounded), style checks and VM tests
+#   make compat-check build the module against Linux 5.10 too
 #   make bench        iptables benchmarks in the VM, bpfilter against ip_tables
 #   make run          boot, load the module, show its life cycle, unload
 #   make shell        boot to a guest shell with the module loaded
@@ -37,7 +38,7 @@ endif
 
 export CGO_ENABLED := 0
 
-.PHONY: all module kernel kdir-modules umh vmtest test unit fuzz bench checkpatch run shell install clean print-kernel deps-vm
+.PHONY: all module kernel kdir-modules umh vmtest test unit fuzz bench checkpatch compat-check run shell install clean print-kernel deps-vm
 
 all: module
 
@@ -93,6 +94,10 @@ CHECKPATCH = $(firstword $(wildcard $(KDIR)/source/scripts/checkpatch.pl $(KDIR)
 bench: module $(BUILD)/bpfilter-healthfail.ko deps-vm
 	$(VMENV) $(GO) test -count=1 -timeout 40m -v -tags bench -run TestBench ./vmtests/ 2>&1 | tee $(BUILD)/bench.log; exit $${PIPESTATUS[0]}
 
+# The module compiled against Debian bullseye's 5.10 as well (cached).
+compat-check: $(BUILD)/bpfilter_umh
+	@tools/compat-check.sh $(BUILD)/bpfilter_umh
+
 # The blob parser under the fuzzer, for a bounded time.
 FUZZTIME ?= 20s
 fuzz:
@@ -111,7 +116,7 @@ unit:
 	$(GO) vet -tags vmguest ./...
 	$(GO) test -count=1 ./umh/...
 
-test: unit fuzz checkpatch vmtest
+test: unit fuzz checkpatch compat-check vmtest
 
 run: module deps-vm
 	$(VMENV) $(GO) run ./vmtests/cmd/bpfilter-vm run
