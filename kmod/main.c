@@ -20,6 +20,13 @@
 #include "msgfmt.h"
 #include "umh_blob.h"
 
+/*
+ * A request whose reply the umh still owes: its caller was killed while
+ * waiting. The reply is read (and dropped) before the next request, so
+ * that no caller ever gets another one's answer. Under bpfilter_ops.lock.
+ */
+static bool reply_owed;
+
 static void shutdown_umh(void)
 {
 	struct pid *tgid = bpfilter_ops.info.tgid;
@@ -29,34 +36,76 @@ static void shutdown_umh(void)
 	kill_pid(tgid, SIGKILL, 1);
 	wait_event(tgid->wait_pidfd, thread_group_exited(tgid));
 	bpfilter_umh_cleanup(&bpfilter_ops.info);
+	reply_owed = false;
 }
 
-/* Called with bpfilter_ops.lock held. */
-static int send_req(const struct mbox_request *req)
+static int read_reply(struct mbox_reply *reply)
 {
-	struct mbox_reply reply;
 	loff_t pos = 0;
 	ssize_t n;
 
+	n = kernel_read(bpfilter_ops.info.pipe_from_umh, reply, sizeof(*reply),
+			&pos);
+	if (n == sizeof(*reply))
+		return 0;
+	if (n == -ERESTARTSYS || n == -EINTR)
+		return -EINTR;
+	pr_err("read from umh failed: %zd\n", n);
+	return -EPIPE;
+}
+
+/*
+ * One request, one reply, under bpfilter_ops.lock. The pipes wait
+ * interruptibly: every signal but SIGKILL is blocked meanwhile, so that a
+ * signal to the caller neither cuts a call short nor is taken for a dead
+ * umh; it is delivered when the call returns. Only a broken pipe stops
+ * the umh (the kernel starts a new one on the next call).
+ */
+static int send_req(const struct mbox_request *req)
+{
+	struct mbox_reply reply;
+	sigset_t blocked, saved;
+	loff_t pos = 0;
+	ssize_t n;
+	int err;
+
 	if (!bpfilter_ops.info.tgid)
 		return -EFAULT;
+
+	siginitsetinv(&blocked, sigmask(SIGKILL));
+	sigprocmask(SIG_BLOCK, &blocked, &saved);
+
+	if (reply_owed) {
+		err = read_reply(&reply);
+		if (err)
+			goto out;
+		reply_owed = false;
+	}
+
 	n = kernel_write(bpfilter_ops.info.pipe_to_umh, req, sizeof(*req),
 			 &pos);
+	if (n == -ERESTARTSYS || n == -EINTR) {
+		err = -EINTR;	/* killed: nothing was written */
+		goto out;
+	}
 	if (n != sizeof(*req)) {
 		pr_err("write to umh failed: %zd\n", n);
-		goto stop;
+		err = -EPIPE;
+		goto out;
 	}
-	pos = 0;
-	n = kernel_read(bpfilter_ops.info.pipe_from_umh, &reply, sizeof(reply),
-			&pos);
-	if (n != sizeof(reply)) {
-		pr_err("read from umh failed: %zd\n", n);
-		goto stop;
+
+	err = read_reply(&reply);
+	if (err == -EINTR)
+		reply_owed = true;	/* killed while the umh works */
+	else if (!err)
+		err = (int)reply.status;
+out:
+	sigprocmask(SIG_SETMASK, &saved, NULL);
+	if (err == -EPIPE) {
+		shutdown_umh();
+		err = -EFAULT;
 	}
-	return (int)reply.status;
-stop:
-	shutdown_umh();
-	return -EFAULT;
+	return err;
 }
 
 static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
@@ -113,6 +162,7 @@ static int start_umh(void)
 	};
 	int err;
 
+	reply_owed = false;	/* a new umh owes nothing */
 	err = fork_usermode_driver(&bpfilter_ops.info);
 	if (err) {
 		pr_err("cannot start bpfilter_umh: %d\n", err);
