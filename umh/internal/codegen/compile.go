@@ -1,0 +1,237 @@
+package codegen
+
+import (
+	"fmt"
+
+	"github.com/bpfilter/bpfilter/umh/internal/ipt"
+	"github.com/cilium/ebpf"
+)
+
+// Map names in the collection.
+const (
+	mapRules    = "rules"
+	mapClasses  = "classes"
+	mapSegs     = "segs"
+	mapGroups   = "groups"
+	mapCounters = "counters"
+	mapIfnames  = "ifnames"
+	mapJStack   = "jstack"
+)
+
+// MapIfnames is the name of the map from ifindex (u32) to interface name
+// ([16]byte, NUL padded) that the programs read. Pass a shared one in
+// ebpf.CollectionOptions.MapReplacements to use one map for all tables.
+const MapIfnames = mapIfnames
+
+// IfnamesMaxEntries is the size of the ifnames map the spec creates.
+const IfnamesMaxEntries = 16384
+
+// Iface says where a program finds an interface's ifindex.
+type Iface uint8
+
+const (
+	// IfaceNone: there is no such interface; its name is empty, as
+	// ip_tables' nulldevname.
+	IfaceNone Iface = iota
+	// IfaceSkb: __sk_buff.ifindex, the device the program runs on.
+	IfaceSkb
+	// IfaceIngress: __sk_buff.ingress_ifindex, the device the packet
+	// came in on.
+	IfaceIngress
+)
+
+// Hook is a builtin chain to compile and where its program finds the
+// input and output interfaces.
+type Hook struct {
+	Hook    int // ipt.HookLocalIn, ...
+	In, Out Iface
+}
+
+// InputTC is INPUT on TC ingress: the input interface is the device.
+func InputTC() Hook { return Hook{Hook: ipt.HookLocalIn, In: IfaceSkb, Out: IfaceNone} }
+
+// ForwardTC is FORWARD on TC egress: the output interface is the device,
+// the input one is the packet's ingress device.
+func ForwardTC() Hook { return Hook{Hook: ipt.HookForward, In: IfaceIngress, Out: IfaceSkb} }
+
+// OutputTC is OUTPUT on TC egress: the output interface is the device.
+func OutputTC() Hook { return Hook{Hook: ipt.HookLocalOut, In: IfaceNone, Out: IfaceSkb} }
+
+// ProgramName is the name of a hook's program in the collection.
+func ProgramName(hook int) string {
+	switch hook {
+	case ipt.HookPreRouting:
+		return "ipt_prerouting"
+	case ipt.HookLocalIn:
+		return "ipt_input"
+	case ipt.HookForward:
+		return "ipt_forward"
+	case ipt.HookLocalOut:
+		return "ipt_output"
+	case ipt.HookPostRouting:
+		return "ipt_postrouting"
+	}
+	return fmt.Sprintf("ipt_hook%d", hook)
+}
+
+// Options tune Compile.
+type Options struct {
+	// Hooks are the programs to build; nil means InputTC, ForwardTC and
+	// OutputTC for those of their hooks that the table has.
+	Hooks []Hook
+	// Linear turns classification off: every packet walks the entries one
+	// by one, as ipt_do_table does. For comparison and tests.
+	Linear bool
+}
+
+// Stats describe a compiled table.
+type Stats struct {
+	Entries  int // entries of the table
+	Records  int // records (entries plus continuation records)
+	Segments int
+	Groups   int // shapes with buckets
+	Buckets  int // keys in the classes map
+	Linear   int // entries on linear lists
+	// MaxBucket is the longest bucket: the worst number of candidates a
+	// group search checks.
+	MaxBucket int
+}
+
+// Spec is a compiled table: a collection of one program per hook sharing
+// the maps, ready to load.
+type Spec struct {
+	Collection *ebpf.CollectionSpec
+	Hooks      []Hook
+	Stats      Stats
+}
+
+// Compile compiles a validated table into BPF. Every match and target that
+// package ipt accepts is compiled; ErrUnsupported is left for what a
+// validated table cannot hold (other targets, verdicts, too many records).
+func Compile(t *ipt.Table, opts Options) (*Spec, error) {
+	n := len(t.Entries)
+	if n == 0 {
+		return nil, fmt.Errorf("codegen: table %q has no entries", t.Name)
+	}
+	hooks := opts.Hooks
+	if hooks == nil {
+		for _, h := range []Hook{InputTC(), ForwardTC(), OutputTC()} {
+			if t.ValidHooks&(1<<h.Hook) != 0 {
+				hooks = append(hooks, h)
+			}
+		}
+	}
+	cl := classify(t, opts.Linear)
+	recs := make([][]byte, n, n+n/4)
+	facts := progFacts{numEntries: n, stackSize: t.StackSize, numGroups: len(cl.groups)}
+	pushes := 0
+	for i, e := range t.Entries {
+		er, err := encodeEntry(t, e)
+		if err != nil {
+			return nil, fmt.Errorf("codegen: table %q: %w", t.Name, err)
+		}
+		if er.action == actJump {
+			pushes++
+		}
+		facts.needIn = facts.needIn || e.IP.InIfaceMask != [ipt.IfNameSize]byte{}
+		facts.needOut = facts.needOut || e.IP.OutIfaceMask != [ipt.IfNameSize]byte{}
+		for _, m := range e.Matches {
+			if x, ok := m.Info.(*ipt.TCP); ok && x.Option != 0 {
+				facts.tcpOpts = true
+			}
+		}
+		for k, r := range er.recs {
+			putU32(r, recCont, none)
+			putU32(r, recNext, cl.next[i])
+			putU32(r, recAction, er.action)
+			putU32(r, recTarget, er.target)
+			putU32(r, recSeg, cl.segOf[i])
+			if k == 0 {
+				recs[i] = r
+				continue
+			}
+			putU32(er.recs[k-1], recCont, uint32(len(recs)))
+			recs = append(recs, r)
+		}
+		if len(recs) > maxRecords {
+			return nil, fmt.Errorf("codegen: table %q: more than %d records: %w", t.Name, maxRecords, ErrUnsupported)
+		}
+	}
+	facts.numRecords = len(recs)
+	facts.stackCap = max(1, min(t.StackSize, pushes))
+
+	spec := &ebpf.CollectionSpec{
+		Maps:     buildMaps(cl, recs, facts),
+		Programs: map[string]*ebpf.ProgramSpec{},
+	}
+	for _, h := range hooks {
+		if h.Hook < 0 || h.Hook >= ipt.NumHooks || t.ValidHooks&(1<<h.Hook) == 0 {
+			return nil, fmt.Errorf("codegen: table %q has no hook %d", t.Name, h.Hook)
+		}
+		start, under := t.EntryAt(t.HookEntry[h.Hook]), t.EntryAt(t.Underflow[h.Hook])
+		if start == nil || under == nil {
+			return nil, fmt.Errorf("codegen: table %q: hook %s has no entry", t.Name, ipt.HookNames[h.Hook])
+		}
+		name := ProgramName(h.Hook)
+		pb := &progBuilder{pt: tcType, hook: h, facts: facts, linear: opts.Linear,
+			start: start.Index, under: under.Index, prefix: name}
+		spec.Programs[name] = &ebpf.ProgramSpec{
+			Name:         name,
+			Type:         pb.pt.typ,
+			Instructions: pb.instructions(),
+			License:      "GPL",
+		}
+	}
+	st := Stats{Entries: n, Records: len(recs), Segments: len(cl.segEnds), Groups: len(cl.groups),
+		Buckets: len(cl.heads), Linear: cl.linear}
+	for _, c := range cl.bucketN {
+		st.MaxBucket = max(st.MaxBucket, c)
+	}
+	return &Spec{Collection: spec, Hooks: hooks, Stats: st}, nil
+}
+
+func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*ebpf.MapSpec {
+	rules := &ebpf.MapSpec{Name: mapRules, Type: ebpf.Array, KeySize: 4, ValueSize: recordSize,
+		MaxEntries: uint32(len(recs))}
+	for i, r := range recs {
+		rules.Contents = append(rules.Contents, ebpf.MapKV{Key: uint32(i), Value: r})
+	}
+	segs := &ebpf.MapSpec{Name: mapSegs, Type: ebpf.Array, KeySize: 4, ValueSize: segSize,
+		MaxEntries: uint32(len(cl.segEnds))}
+	for s, end := range cl.segEnds {
+		v := make([]byte, segSize)
+		putU32(v, segEnd, end)
+		putU32(v, segGHead, cl.ghead[s])
+		putU64(v, segGMask, cl.gmask[s])
+		segs.Contents = append(segs.Contents, ebpf.MapKV{Key: uint32(s), Value: v})
+	}
+	groups := &ebpf.MapSpec{Name: mapGroups, Type: ebpf.Array, KeySize: 4, ValueSize: grpSize,
+		MaxEntries: uint32(max(1, len(cl.groups)))}
+	for g, s := range cl.groups {
+		v := make([]byte, grpSize)
+		putU32(v, grpSmask, s.smask)
+		putU32(v, grpDmask, s.dmask)
+		putU32(v, grpPmask, s.pmask)
+		putU32(v, grpSpmask, s.spmask)
+		putU32(v, grpDpmask, s.dpmask)
+		groups.Contents = append(groups.Contents, ebpf.MapKV{Key: uint32(g), Value: v})
+	}
+	classes := &ebpf.MapSpec{Name: mapClasses, Type: ebpf.Hash, KeySize: keySize, ValueSize: 4,
+		MaxEntries: uint32(max(1, len(cl.heads)))}
+	for k, head := range cl.heads {
+		classes.Contents = append(classes.Contents, ebpf.MapKV{Key: k.marshal(), Value: head})
+	}
+	return map[string]*ebpf.MapSpec{
+		mapRules:   rules,
+		mapSegs:    segs,
+		mapGroups:  groups,
+		mapClasses: classes,
+		mapCounters: {Name: mapCounters, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: cntSize,
+			MaxEntries: uint32(facts.numEntries)},
+		mapIfnames: {Name: mapIfnames, Type: ebpf.Hash, KeySize: 4, ValueSize: ipt.IfNameSize,
+			MaxEntries: IfnamesMaxEntries, Flags: bpfFNoPrealloc},
+		// One row per possible CPU, indexed by bpf_get_smp_processor_id.
+		mapJStack: {Name: mapJStack, Type: ebpf.Array, KeySize: 4, ValueSize: uint32(4 * facts.stackCap),
+			MaxEntries: uint32(possibleCPUs())},
+	}
+}

@@ -1,0 +1,112 @@
+package codegen
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/bpfilter/bpfilter/umh/internal/ipt"
+	"github.com/cilium/ebpf"
+)
+
+const bpfFNoPrealloc = 1 // BPF_F_NO_PREALLOC
+
+func possibleCPUs() int {
+	n, err := ebpf.PossibleCPU()
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// Objects are a loaded Spec: one program per hook and the maps.
+type Objects struct {
+	Programs map[int]*ebpf.Program // by hook
+	Counters *ebpf.Map
+	Ifnames  *ebpf.Map
+	coll     *ebpf.Collection
+	entries  int
+}
+
+// Load creates the maps (filled) and loads the programs. opts may be nil;
+// to share an ifnames map, set opts.MapReplacements[MapIfnames].
+func (s *Spec) Load(opts *ebpf.CollectionOptions) (*Objects, error) {
+	if opts == nil {
+		opts = &ebpf.CollectionOptions{}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(s.Collection, *opts)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("codegen: load: %w (verifier: %+v)", err, ve)
+		}
+		return nil, fmt.Errorf("codegen: load: %w", err)
+	}
+	o := &Objects{Programs: map[int]*ebpf.Program{}, Counters: coll.Maps[mapCounters],
+		Ifnames: coll.Maps[mapIfnames], coll: coll, entries: s.Stats.Entries}
+	for _, h := range s.Hooks {
+		o.Programs[h.Hook] = coll.Programs[ProgramName(h.Hook)]
+	}
+	return o, nil
+}
+
+// Program is the program of hook, or nil.
+func (o *Objects) Program(hook int) *ebpf.Program { return o.Programs[hook] }
+
+// Close releases programs and maps.
+func (o *Objects) Close() error {
+	if o.coll != nil {
+		o.coll.Close()
+	}
+	return nil
+}
+
+// ReadCounters sums the per-CPU counters of every entry, in entry order.
+func (o *Objects) ReadCounters() ([]ipt.Counters, error) {
+	return ReadCounters(o.Counters, o.entries)
+}
+
+type counterValue struct {
+	Packets, Bytes uint64
+}
+
+// ReadCounters sums the per-CPU values of a counters map of n entries.
+func ReadCounters(m *ebpf.Map, n int) ([]ipt.Counters, error) {
+	out := make([]ipt.Counters, n)
+	var per []counterValue
+	for i := 0; i < n; i++ {
+		if err := m.Lookup(uint32(i), &per); err != nil {
+			return nil, fmt.Errorf("codegen: read counter %d: %w", i, err)
+		}
+		for _, v := range per {
+			out[i].Pcnt += v.Packets
+			out[i].Bcnt += v.Bytes
+		}
+	}
+	return out, nil
+}
+
+// SetIfname tells the programs the name of an interface.
+func (o *Objects) SetIfname(ifindex uint32, name string) error {
+	return SetIfname(o.Ifnames, ifindex, name)
+}
+
+// SetIfname puts ifindex -> name (NUL padded) into an ifnames map.
+func SetIfname(m *ebpf.Map, ifindex uint32, name string) error {
+	var v [ipt.IfNameSize]byte
+	if len(name) >= ipt.IfNameSize {
+		return fmt.Errorf("codegen: interface name %q is too long", name)
+	}
+	copy(v[:], name)
+	if err := m.Put(ifindex, v); err != nil {
+		return fmt.Errorf("codegen: set ifname %d %q: %w", ifindex, name, err)
+	}
+	return nil
+}
+
+// DeleteIfname forgets an interface.
+func DeleteIfname(m *ebpf.Map, ifindex uint32) error {
+	if err := m.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("codegen: delete ifname %d: %w", ifindex, err)
+	}
+	return nil
+}

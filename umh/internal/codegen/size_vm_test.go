@@ -1,0 +1,5 @@
+//go:build vmguest
+
+package codegen
+
+const inVM = true
