@@ -100,6 +100,12 @@ func RemoveStub(release string) error {
 // ip_tables look slower than it is. Load what the commands need first.
 func NoModprobe(t testing.TB) {
 	t.Helper()
+	t.Cleanup(DisableModprobe(t))
+}
+
+// DisableModprobe is NoModprobe until the returned function is called.
+func DisableModprobe(t testing.TB) (restore func()) {
+	t.Helper()
 	const file = "/proc/sys/kernel/modprobe"
 	old, err := os.ReadFile(file)
 	if err != nil {
@@ -108,12 +114,16 @@ func NoModprobe(t testing.TB) {
 	if err := os.WriteFile(file, []byte("\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	return func() {
 		if err := os.WriteFile(file, old, 0o644); err != nil {
 			t.Errorf("restore %s: %v", file, err)
 		}
-	})
+	}
 }
+
+// Extensions are the xt modules the iptables tests use, for loading them
+// before DisableModprobe.
+var Extensions = []string{"xt_tcpudp", "xt_multiport", "xt_iprange", "xt_comment", "xt_mark"}
 
 // MainWithoutStub is a TestMain for packages that switch backends: it
 // removes the in-tree stub (RemoveStub), then runs the tests.

@@ -62,6 +62,12 @@ var final = []step{
 func runScenario(t *testing.T, sc scenario, b gt.Backend) []result {
 	t.Helper()
 	gt.Use(t, b)
+	// Without bpfilter loaded, each iptables call would first fork a
+	// modprobe for it: load what ip_tables may ask for, then disable
+	// request_module while the scenario runs (both backends alike).
+	gt.MustRun(t, "modprobe", append([]string{"-a"}, gt.Extensions...)...)
+	restore := gt.DisableModprobe(t)
+	defer restore()
 	var rs []result
 	for _, s := range append(append([]step{}, sc.steps...), final...) {
 		rs = append(rs, run(s))
