@@ -37,6 +37,8 @@ KERNEL_TARGET := kdir-modules
 endif
 
 export CGO_ENABLED := 0
+# KCONFIG_DEBUG=1 selects the debug kernel (kconfig/debug.config) everywhere.
+export KCONFIG_DEBUG
 
 .PHONY: all module kernel kdir-modules umh vmtest test unit fuzz bench checkpatch compat-check run shell install clean print-kernel deps-vm
 
