@@ -25,7 +25,7 @@ KMOD_SRC := Kbuild $(wildcard kmod/*.c kmod/*.h)
 
 ifeq ($(KDIR),)
 # The test kernel; lazily evaluated, as linux-source may not be installed yet.
-KCACHE = $(shell tools/kernel.sh dir)
+KCACHE = $(shell KCONFIG_DEBUG=$(KCONFIG_DEBUG) tools/kernel.sh dir)
 KDIR = $(KCACHE)/build
 KERNEL_IMAGE = $(KCACHE)/bzImage
 MODROOT = $(KCACHE)/modroot
