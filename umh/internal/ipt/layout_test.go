@@ -1,59 +1,25 @@
 package ipt
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/bpfilter/bpfilter/umh/internal/cvalues"
 )
 
-// cValues compiles a program against the host's uapi headers and returns
-// the values it prints, by name.
+// cValues evaluates C expressions against the host's uapi headers.
 func cValues(t *testing.T, exprs [][2]string) map[string]int64 {
 	t.Helper()
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Fatalf("the C/Go pin test needs gcc: %v", err)
-	}
-	var prog strings.Builder
-	prog.WriteString(`#include <stdio.h>
-#include <stddef.h>
-#include <linux/netfilter_ipv4/ip_tables.h>
-#include <linux/netfilter/xt_tcpudp.h>
-#include <linux/netfilter/xt_multiport.h>
-#include <linux/netfilter/xt_iprange.h>
-#include <linux/netfilter/xt_comment.h>
-int main(void) {
-`)
+	var es []cvalues.Expr
 	for _, e := range exprs {
-		prog.WriteString("printf(\"" + e[0] + " %lld\\n\", (long long)(" + e[1] + "));\n")
+		es = append(es, cvalues.Expr{Name: e[0], C: e[1]})
 	}
-	prog.WriteString("return 0;\n}\n")
-	dir := t.TempDir()
-	src := filepath.Join(dir, "layout.c")
-	if err := os.WriteFile(src, []byte(prog.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "layout")
-	if out, err := exec.Command(cc, "-Wall", "-Werror", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("compile: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]int64{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		v, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
-			t.Fatalf("bad line %q", line)
-		}
-		m[f[0]] = v
-	}
-	return m
+	return cvalues.Eval(t, []string{
+		"<linux/netfilter_ipv4/ip_tables.h>",
+		"<linux/netfilter/xt_tcpudp.h>",
+		"<linux/netfilter/xt_multiport.h>",
+		"<linux/netfilter/xt_iprange.h>",
+		"<linux/netfilter/xt_comment.h>",
+	}, es)
 }
 
 func TestLayoutPinnedToC(t *testing.T) {

@@ -4,68 +4,39 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strconv"
-	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/bpfilter/bpfilter/umh/internal/cvalues"
 )
 
 // cLayout compiles kmod/msgfmt.h on the host and returns the sizes and
-// offsets it defines, keyed like "mbox_request.addr".
+// offsets it defines, keyed like "mbox_request.addr" (offset) and
+// "mbox_request.addr.size".
 func cLayout(t *testing.T) map[string]uintptr {
 	t.Helper()
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Fatalf("the C/Go pin test needs gcc: %v", err)
-	}
 	hdr, err := filepath.Abs("../../../kmod/msgfmt.h")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var prog strings.Builder
-	prog.WriteString("#include <stdio.h>\n#include <stddef.h>\n#include \"" + hdr + "\"\nint main(void) {\n")
-	prog.WriteString(`printf("mbox_request %zu\n", sizeof(struct mbox_request));` + "\n")
-	prog.WriteString(`printf("mbox_reply %zu\n", sizeof(struct mbox_reply));` + "\n")
-	prog.WriteString(`printf("health %d\n", BPFILTER_CMD_HEALTH);` + "\n")
-	prog.WriteString(`printf("netns_exit %d\n", BPFILTER_CMD_NETNS_EXIT);` + "\n")
+	exprs := []cvalues.Expr{
+		{Name: "mbox_request", C: "sizeof(struct mbox_request)"},
+		{Name: "mbox_reply", C: "sizeof(struct mbox_reply)"},
+		{Name: "health", C: "BPFILTER_CMD_HEALTH"},
+		{Name: "netns_exit", C: "BPFILTER_CMD_NETNS_EXIT"},
+		{Name: "mbox_reply.status", C: "offsetof(struct mbox_reply, status)"},
+		{Name: "mbox_reply.status.size", C: "sizeof(((struct mbox_reply *)0)->status)"},
+	}
 	for _, f := range []string{"addr", "len", "is_set", "cmd", "pid", "netns", "reserved"} {
-		prog.WriteString(`printf("mbox_request.` + f + ` %zu %zu\n", offsetof(struct mbox_request, ` + f +
-			`), sizeof(((struct mbox_request *)0)->` + f + `));` + "\n")
-	}
-	prog.WriteString(`printf("mbox_reply.status %zu %zu\n", offsetof(struct mbox_reply, status), sizeof(((struct mbox_reply *)0)->status));` + "\n")
-	prog.WriteString("return 0;\n}\n")
-
-	dir := t.TempDir()
-	src := filepath.Join(dir, "layout.c")
-	if err := os.WriteFile(src, []byte(prog.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "layout")
-	if out, err := exec.Command(cc, "-Wall", "-Werror", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("compile msgfmt.h: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin).Output()
-	if err != nil {
-		t.Fatal(err)
+		exprs = append(exprs,
+			cvalues.Expr{Name: "mbox_request." + f, C: "offsetof(struct mbox_request, " + f + ")"},
+			cvalues.Expr{Name: "mbox_request." + f + ".size", C: "sizeof(((struct mbox_request *)0)->" + f + ")"})
 	}
 	m := map[string]uintptr{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		for i, v := range f[1:] {
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				t.Fatalf("bad line %q", line)
-			}
-			key := f[0]
-			if i == 1 {
-				key += ".size"
-			}
-			m[key] = uintptr(n)
-		}
+	for k, v := range cvalues.Eval(t, []string{`"` + hdr + `"`}, exprs) {
+		m[k] = uintptr(v)
 	}
 	return m
 }
