@@ -58,7 +58,8 @@ func (g GuestTests) Run(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build guest tests %s: %v\n%s", g.Pkg, err, out)
 	}
-	script := GuestSetup + fmt.Sprintf("gouinit -test_timeout=%s\ndmesg > %s/dmesg.txt\n", g.Timeout, SharedMount)
+	script := GuestSetup + fmt.Sprintf("gouinit -test_timeout=%s\n", g.Timeout) + kmemleakScan +
+		fmt.Sprintf("dmesg > %s/dmesg.txt\n", SharedMount)
 	if err := os.WriteFile(filepath.Join(shared, Script), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +103,19 @@ func (g GuestTests) Run(t *testing.T) {
 		_ = os.WriteFile(filepath.Join(cfg.Build, "vmtest-"+name+".dmesg"), dm, 0o644)
 	}
 }
+
+// kmemleakScan asks a debug kernel (kconfig/debug.config) for a kmemleak
+// scan after the tests, so that leaks show in the kernel log that
+// KernelProblems reads. Kernels without kmemleak skip it.
+const kmemleakScan = `if [ -d /sys/kernel/debug ]; then
+	mount -t debugfs debugfs /sys/kernel/debug
+	if [ -e /sys/kernel/debug/kmemleak ]; then
+		echo scan > /sys/kernel/debug/kmemleak
+		sleep 1
+		echo scan > /sys/kernel/debug/kmemleak
+	fi
+fi
+`
 
 // Populate puts the modules of cfg.Build into shared/modules.
 func Populate(cfg Config, shared string) error {
