@@ -51,7 +51,8 @@ insmod $M/bpfilter.ko
 dmesg | grep bpfilter
 echo
 echo "bpfilter.ko is loaded; the modules are in $M. Ctrl-A X leaves QEMU."
-gosh
+# vmmount runs this script with stdin on /dev/null: talk to the console.
+gosh </dev/ttyS0 >/dev/ttyS0 2>&1
 `
 
 func main() {
