@@ -65,6 +65,8 @@ func (g GuestTests) Run(t *testing.T) {
 	}
 
 	serial := filepath.Join(cfg.Build, "vmtest-"+name+".log")
+	dmesgCopy := filepath.Join(cfg.Build, "vmtest-"+name+".dmesg")
+	_ = os.Remove(dmesgCopy) // a run that dies leaves none: never show an old one
 	start := time.Now()
 	runErr := Run(context.Background(), cfg, initramfs, Boot{
 		Shared:    shared,
@@ -100,7 +102,7 @@ func (g GuestTests) Run(t *testing.T) {
 		}
 	}
 	if dm, err := os.ReadFile(filepath.Join(shared, "dmesg.txt")); err == nil {
-		_ = os.WriteFile(filepath.Join(cfg.Build, "vmtest-"+name+".dmesg"), dm, 0o644)
+		_ = os.WriteFile(dmesgCopy, dm, 0o644)
 	}
 }
 
