@@ -130,6 +130,8 @@ install: module
 	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates modules_install
 	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $$(cat $(KDIR)/include/config/kernel.release)
 
+# Not Kbuild's own clean: it deletes every *.mod below M=, go.mod included.
+KBUILD_OUTPUTS := bpfilter.ko bpfilter.mod bpfilter.mod.c bpfilter.mod.o bpfilter.o \
+	Module.symvers modules.order .*.cmd kmod/*.o kmod/.*.cmd .tmp_versions
 clean:
-	-$(MAKE) -s -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(KBUILD_OUTPUTS)
