@@ -192,6 +192,13 @@ static int __init bpfilter_init(void)
 		return err;
 	}
 
+	/* Before the umh: a namespace exit meets no umh yet and says nothing. */
+	err = register_pernet_subsys(&bpfilter_net_ops);
+	if (err) {
+		pr_err("cannot register for namespace exits: %d\n", err);
+		goto unload;
+	}
+
 	mutex_lock(&bpfilter_ops.lock);
 	err = start_umh();
 	if (!err) {
@@ -200,22 +207,13 @@ static int __init bpfilter_init(void)
 	}
 	mutex_unlock(&bpfilter_ops.lock);
 	if (err)
-		goto unload;
+		goto unregister;
 
-	err = register_pernet_subsys(&bpfilter_net_ops);
-	if (err) {
-		pr_err("cannot register for namespace exits: %d\n", err);
-		goto stop;
-	}
 	pr_info("started\n");
 	return 0;
 
-stop:
-	mutex_lock(&bpfilter_ops.lock);
-	shutdown_umh();
-	bpfilter_ops.start = NULL;
-	bpfilter_ops.sockopt = NULL;
-	mutex_unlock(&bpfilter_ops.lock);
+unregister:
+	unregister_pernet_subsys(&bpfilter_net_ops);
 unload:
 	umd_unload_blob(&bpfilter_ops.info);
 	return err;
@@ -223,7 +221,10 @@ unload:
 
 static void __exit bpfilter_exit(void)
 {
-	/* The umh is going away with all its state: nothing to tell it. */
+	/*
+	 * The umh goes first, with all its state: the namespace exits that
+	 * unregistering reports then meet no umh to tell.
+	 */
 	mutex_lock(&bpfilter_ops.lock);
 	shutdown_umh();
 	bpfilter_ops.start = NULL;

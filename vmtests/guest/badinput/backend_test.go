@@ -3,31 +3,13 @@
 package badinput
 
 import (
-	"bytes"
 	"fmt"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
 )
 
-// backend is who answers the filter table.
-type backend int
-
-const (
-	ipTables backend = iota
-	bpfilter
-)
-
-var backends = []backend{ipTables, bpfilter}
-
-func (b backend) String() string {
-	if b == bpfilter {
-		return "bpfilter"
-	}
-	return "ip_tables"
-}
+var backends = []gt.Backend{gt.IPTables, gt.Bpfilter}
 
 // knownTable is where every backend run starts: builtin chains with rules
 // and policies, a rule with a match, two user chains that jump, so that
@@ -68,79 +50,12 @@ const knownRules = `-P INPUT ACCEPT
 -A unused -s 5.5.5.5/32 -j DROP
 `
 
-const emptyFilter = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
-
-// runIn runs a command with stdin and returns its combined output.
-func runIn(stdin string, name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
-}
-
 // restoreTable installs rules (iptables-save format) in the filter table.
 func restoreTable(t *testing.T, rules string) {
 	t.Helper()
-	if out, err := runIn(rules, "iptables-legacy-restore"); err != nil {
+	if out, err := gt.Restore(rules); err != nil {
 		t.Fatalf("iptables-legacy-restore: %v\n%s", err, out)
 	}
-}
-
-// use makes b answer for a fresh filter table, as vmtests/guest/iptables
-// does. With bpfilter, ip_tables is loaded as well (but not
-// iptable_filter): a call that bpfilter hands on (a table it does not
-// serve) then gets ip_tables' answer, as it would on a real system.
-func use(t *testing.T, b backend) {
-	t.Helper()
-	if gt.Loaded("bpfilter") {
-		gt.MustRun(t, "rmmod", "bpfilter")
-	}
-	if gt.Loaded("iptable_filter") {
-		// ip_tables pins iptable_filter while it holds more than
-		// the initial entries: empty it first.
-		if out, err := runIn(emptyFilter, "iptables-legacy-restore"); err != nil {
-			t.Fatalf("emptying the filter table: %v\n%s", err, out)
-		}
-		gt.MustRun(t, "rmmod", "iptable_filter")
-	}
-	if gt.Loaded("ip_tables") {
-		gt.MustRun(t, "rmmod", "ip_tables")
-	}
-	switch b {
-	case ipTables:
-		gt.MustRun(t, "modprobe", "iptable_filter")
-	case bpfilter:
-		gt.MustRun(t, "insmod", gt.GoodKO)
-		gt.MustRun(t, "modprobe", "ip_tables")
-	}
-	ensure(t, b)
-}
-
-// ensure fails t if the backend that answers is not b.
-func ensure(t *testing.T, b backend) {
-	t.Helper()
-	if err := check(b); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// check tells whether b is still the one that answers: a bpfilter that
-// fell back to ip_tables for the filter table would have made ip_tables
-// load iptable_filter, and the comparison would be void.
-func check(b backend) error {
-	switch {
-	case b == bpfilter && gt.Loaded("iptable_filter"):
-		return fmt.Errorf("iptable_filter got loaded while bpfilter was to answer: bpfilter fell back to ip_tables")
-	case b == bpfilter && !gt.Loaded("bpfilter"):
-		return fmt.Errorf("bpfilter is not loaded")
-	case b == ipTables && !gt.Loaded("iptable_filter"):
-		return fmt.Errorf("iptable_filter is not loaded for the reference run")
-	case b == ipTables && gt.Loaded("bpfilter"):
-		return fmt.Errorf("bpfilter is loaded during the reference run")
-	}
-	return nil
 }
 
 // umhPid returns the pid of the one live bpfilter_umh.

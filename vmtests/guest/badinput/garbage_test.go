@@ -258,8 +258,8 @@ func (f *fuzzer) one() {
 // sockopt calls from several threads at once; every call returns, the
 // umh stays the same process, logs no BUG, and the table is intact.
 func TestUmhSurvivesGarbage(t *testing.T) {
-	defer use(t, ipTables)
-	use(t, bpfilter)
+	defer gt.Use(t, gt.IPTables)
+	gt.Use(t, gt.Bpfilter)
 	restoreTable(t, knownTable)
 	rules := gt.MustRun(t, "iptables-legacy", "-S")
 	if rules != knownRules {
@@ -393,5 +393,5 @@ func TestUmhSurvivesGarbage(t *testing.T) {
 	if err := sameUmh(pid); err != nil {
 		t.Error(err)
 	}
-	ensure(t, bpfilter)
+	gt.Ensure(t, gt.Bpfilter)
 }

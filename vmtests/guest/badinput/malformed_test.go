@@ -39,12 +39,12 @@ type run struct {
 // must be byte for byte what it was (an accepted call is undone first),
 // and bpfilter's umh must be the same process.
 func TestMalformedBlobs(t *testing.T) {
-	defer use(t, ipTables)
-	runs := map[backend]*run{}
+	defer gt.Use(t, gt.IPTables)
+	runs := map[gt.Backend]*run{}
 	for _, b := range backends {
 		runs[b] = runCases(t, b)
 	}
-	ipt, bpf := runs[ipTables], runs[bpfilter]
+	ipt, bpf := runs[gt.IPTables], runs[gt.Bpfilter]
 
 	t.Run("same_starting_table", func(t *testing.T) {
 		if ipt.rules != knownRules || bpf.rules != knownRules {
@@ -93,13 +93,13 @@ func TestMalformedBlobs(t *testing.T) {
 }
 
 // runCases installs knownTable with b answering and sends every case.
-func runCases(t *testing.T, b backend) *run {
+func runCases(t *testing.T, b gt.Backend) *run {
 	t.Helper()
-	use(t, b)
+	gt.Use(t, b)
 	restoreTable(t, knownTable)
-	ensure(t, b)
+	gt.Ensure(t, b)
 	pid := 0
-	if b == bpfilter {
+	if b == gt.Bpfilter {
 		pid = umhPid(t)
 	}
 	rules := gt.MustRun(t, "iptables-legacy", "-S")
@@ -143,7 +143,7 @@ func runCases(t *testing.T, b backend) *run {
 	for _, c := range cases {
 		r.outcomes = append(r.outcomes, runCase(fd, b, pid, tbl, ctrArea.addr(), c))
 	}
-	if b == bpfilter {
+	if b == gt.Bpfilter {
 		if err := sameUmh(pid); err != nil {
 			t.Error(err)
 		}
@@ -151,11 +151,11 @@ func runCases(t *testing.T, b backend) *run {
 	if out := gt.MustRun(t, "iptables-legacy", "-S"); out != rules {
 		t.Errorf("%s: after the cases, iptables-legacy -S shows\n%s\nwant\n%s", b, out, rules)
 	}
-	ensure(t, b)
+	gt.Ensure(t, b)
 	return r
 }
 
-func runCase(fd int, b backend, pid int, tbl *table, ctr uintptr, c bcase) outcome {
+func runCase(fd int, b gt.Backend, pid int, tbl *table, ctr uintptr, c bcase) outcome {
 	var o outcome
 	fail := func(format string, args ...any) { o.problems = append(o.problems, fmt.Sprintf(format, args...)) }
 	e, err := send(fd, c.opt, c.build(tbl, ctr))
@@ -164,12 +164,12 @@ func runCase(fd int, b backend, pid int, tbl *table, ctr uintptr, c bcase) outco
 		return o
 	}
 	o.errno = e
-	if b == bpfilter {
+	if b == gt.Bpfilter {
 		if err := sameUmh(pid); err != nil {
 			fail("%v", err)
 		}
 	}
-	if err := check(b); err != nil {
+	if err := gt.Check(b); err != nil {
 		fail("%v", err)
 	}
 	after, err := getSnap(fd)

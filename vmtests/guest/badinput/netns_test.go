@@ -122,8 +122,8 @@ func (n *netns) close() {
 }
 
 func TestNamespaces(t *testing.T) {
-	defer use(t, ipTables)
-	use(t, bpfilter)
+	defer gt.Use(t, gt.IPTables)
+	gt.Use(t, gt.Bpfilter)
 	pid := umhPid(t)
 
 	var initIno uint64
@@ -168,7 +168,7 @@ func TestNamespaces(t *testing.T) {
 		}
 	}
 	check("three namespaces")
-	ensure(t, bpfilter)
+	gt.Ensure(t, gt.Bpfilter)
 
 	// Namespace a goes away: the module tells the umh, which forgets it.
 	t.Logf("netns a %d on thread %d (the main thread: %v)", a.ino, a.tid, a.tid == unix.Getpid())
@@ -202,5 +202,5 @@ func TestNamespaces(t *testing.T) {
 	if err := sameUmh(pid); err != nil {
 		t.Error(err)
 	}
-	ensure(t, bpfilter)
+	gt.Ensure(t, gt.Bpfilter)
 }

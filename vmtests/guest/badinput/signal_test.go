@@ -24,13 +24,13 @@ import (
 // with a handler) as fast as it can. Every call must succeed, bpfilter's
 // umh must stay the same process, and the table must stay as it was.
 func TestSignalDuringCall(t *testing.T) {
-	defer use(t, ipTables)
+	defer gt.Use(t, gt.IPTables)
 	for _, b := range backends {
 		t.Run(b.String(), func(t *testing.T) {
-			use(t, b)
+			gt.Use(t, b)
 			restoreTable(t, knownTable)
 			pid := 0
-			if b == bpfilter {
+			if b == gt.Bpfilter {
 				pid = umhPid(t)
 			}
 			k := gt.NewKmsg(t)
@@ -42,7 +42,7 @@ func TestSignalDuringCall(t *testing.T) {
 			if failed > 0 {
 				t.Errorf("%d of %d calls failed while the caller got signals; the first: %s", failed, calls, first)
 			}
-			if b == bpfilter {
+			if b == gt.Bpfilter {
 				if err := sameUmh(pid); err != nil {
 					t.Errorf("signals to the caller cost the umh its life, and every namespace its table: %v", err)
 				}
@@ -50,7 +50,7 @@ func TestSignalDuringCall(t *testing.T) {
 			if out := gt.MustRun(t, "iptables-legacy", "-S"); out != knownRules {
 				t.Errorf("after the calls, iptables-legacy -S:\n%s\nwant:\n%s", out, knownRules)
 			}
-			ensure(t, b)
+			gt.Ensure(t, b)
 		})
 	}
 }

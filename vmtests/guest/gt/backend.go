@@ -3,6 +3,7 @@
 package gt
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -38,7 +39,10 @@ func Restore(input string, args ...string) (string, error) {
 }
 
 // Use makes b answer for a fresh filter table. The guest must not hold
-// the in-tree bpfilter stub (see RemoveStub).
+// the in-tree bpfilter stub (see RemoveStub). With bpfilter, ip_tables is
+// loaded as well (but not iptable_filter): a call that bpfilter hands on
+// (a table it does not serve) then gets ip_tables' answer, as it would on
+// a real system.
 func Use(t testing.TB, b Backend) {
 	t.Helper()
 	if Loaded("bpfilter") {
@@ -60,21 +64,35 @@ func Use(t testing.TB, b Backend) {
 		MustRun(t, "modprobe", "iptable_filter")
 	case Bpfilter:
 		MustRun(t, "insmod", GoodKO)
+		MustRun(t, "modprobe", "ip_tables")
 	}
+	Ensure(t, b)
 }
 
-// Ensure fails t if the backend that answered was not b: a bpfilter that
-// fell back to ip_tables would make a comparison meaningless. iptables
-// itself modprobes ip_tables (libxtables does when
-// /proc/net/ip_tables_names is missing), but only a fallback to ip_tables
-// for the filter table loads iptable_filter.
+// Check tells whether b is still the one that answers for the filter
+// table: a bpfilter that fell back to ip_tables would make a comparison
+// meaningless. ip_tables itself may be loaded (libxtables modprobes it
+// when /proc/net/ip_tables_names is missing), but only a fallback for the
+// filter table loads iptable_filter.
+func Check(b Backend) error {
+	switch {
+	case b == Bpfilter && Loaded("iptable_filter"):
+		return errors.New("iptable_filter got loaded while bpfilter was to answer: bpfilter fell back to ip_tables")
+	case b == Bpfilter && !Loaded("bpfilter"):
+		return errors.New("bpfilter is not loaded")
+	case b == IPTables && !Loaded("iptable_filter"):
+		return errors.New("iptable_filter is not loaded for the reference run")
+	case b == IPTables && Loaded("bpfilter"):
+		return errors.New("bpfilter is loaded during the reference run")
+	}
+	return nil
+}
+
+// Ensure fails t unless Check(b) holds.
 func Ensure(t testing.TB, b Backend) {
 	t.Helper()
-	if b == Bpfilter && Loaded("iptable_filter") {
-		t.Fatal("iptable_filter got loaded while bpfilter was to answer: bpfilter fell back")
-	}
-	if b == IPTables && !Loaded("iptable_filter") {
-		t.Fatal("iptable_filter is not loaded for the reference run")
+	if err := Check(b); err != nil {
+		t.Fatal(err)
 	}
 }
 
