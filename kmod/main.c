@@ -13,6 +13,9 @@
 #include <linux/fs.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/netdevice.h>
+#include <linux/slab.h>
+#include <linux/workqueue.h>
 #include <net/sock.h>
 #include <net/net_namespace.h>
 
@@ -37,6 +40,23 @@ static void shutdown_umh(void)
 	wait_event(tgid->wait_pidfd, thread_group_exited(tgid));
 	bpfilter_umh_cleanup(&bpfilter_ops.info);
 	reply_owed = false;
+}
+
+static int start_umh(void);
+
+/*
+ * Under bpfilter_ops.lock: whether a umh runs, starting one if the last
+ * one died (as the kernel does before a sockopt call). A restarted umh
+ * takes back the state its predecessor left.
+ */
+static bool umh_alive(void)
+{
+	if (bpfilter_ops.info.tgid &&
+	    thread_group_exited(bpfilter_ops.info.tgid))
+		shutdown_umh();
+	if (!bpfilter_ops.info.tgid && start_umh())
+		return false;
+	return true;
 }
 
 static int read_reply(struct mbox_reply *reply)
@@ -153,6 +173,94 @@ static struct pernet_operations bpfilter_net_ops = {
 	.exit = bpfilter_net_exit,
 };
 
+/*
+ * New interfaces need the umh's filters too. The notifier runs under RTNL,
+ * which the umh needs to attach them: it only queues the namespace, and a
+ * work item tells the umh, starting it again if it died.
+ */
+struct netdev_event {
+	struct list_head list;
+	u32 netns;
+};
+
+static LIST_HEAD(netdev_events);
+static DEFINE_SPINLOCK(netdev_events_lock);
+
+static void netdev_work_fn(struct work_struct *work)
+{
+	struct mbox_request req = {
+		.is_set	= 1,
+		.cmd	= BPFILTER_CMD_NETDEV,
+	};
+	struct netdev_event *ev;
+
+	for (;;) {
+		spin_lock(&netdev_events_lock);
+		ev = list_first_entry_or_null(&netdev_events,
+					      struct netdev_event, list);
+		if (ev)
+			list_del(&ev->list);
+		spin_unlock(&netdev_events_lock);
+		if (!ev)
+			return;
+
+		req.netns = ev->netns;
+		kfree(ev);
+		mutex_lock(&bpfilter_ops.lock);
+		if (bpfilter_ops.start && umh_alive())
+			send_req(&req);
+		mutex_unlock(&bpfilter_ops.lock);
+	}
+}
+
+static DECLARE_WORK(netdev_work, netdev_work_fn);
+
+static int bpfilter_netdev_event(struct notifier_block *nb,
+				 unsigned long event, void *ptr)
+{
+	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
+	u32 netns = dev_net(dev)->ns.inum;
+	struct netdev_event *ev;
+
+	if (event != NETDEV_REGISTER && event != NETDEV_CHANGENAME)
+		return NOTIFY_DONE;
+
+	spin_lock(&netdev_events_lock);
+	list_for_each_entry(ev, &netdev_events, list) {
+		if (ev->netns == netns)
+			goto queued;
+	}
+	ev = kmalloc(sizeof(*ev), GFP_ATOMIC);
+	if (!ev) {
+		spin_unlock(&netdev_events_lock);
+		pr_warn("no memory to report a new interface: %s unfiltered\n",
+			dev->name);
+		return NOTIFY_DONE;
+	}
+	ev->netns = netns;
+	list_add_tail(&ev->list, &netdev_events);
+queued:
+	spin_unlock(&netdev_events_lock);
+	schedule_work(&netdev_work);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block bpfilter_netdev_nb = {
+	.notifier_call = bpfilter_netdev_event,
+};
+
+/* After unregistering the notifier: nothing queues any more. */
+static void drop_netdev_events(void)
+{
+	struct netdev_event *ev, *tmp;
+
+	flush_work(&netdev_work);
+	list_for_each_entry_safe(ev, tmp, &netdev_events, list) {
+		list_del(&ev->list);
+		kfree(ev);
+	}
+}
+
 /* Called with bpfilter_ops.lock held, at init and when the umh died. */
 static int start_umh(void)
 {
@@ -209,9 +317,23 @@ static int __init bpfilter_init(void)
 	if (err)
 		goto unregister;
 
+	/* Replays NETDEV_REGISTER for every existing interface. */
+	err = register_netdevice_notifier(&bpfilter_netdev_nb);
+	if (err) {
+		pr_err("cannot register for interface events: %d\n", err);
+		goto stop;
+	}
+
 	pr_info("started\n");
 	return 0;
 
+stop:
+	drop_netdev_events();
+	mutex_lock(&bpfilter_ops.lock);
+	shutdown_umh();
+	bpfilter_ops.start = NULL;
+	bpfilter_ops.sockopt = NULL;
+	mutex_unlock(&bpfilter_ops.lock);
 unregister:
 	unregister_pernet_subsys(&bpfilter_net_ops);
 unload:
@@ -221,11 +343,27 @@ unload:
 
 static void __exit bpfilter_exit(void)
 {
+	struct mbox_request req = {
+		.is_set	= 1,
+		.cmd	= BPFILTER_CMD_SHUTDOWN,
+	};
+	int err = -ESRCH;
+
+	unregister_netdevice_notifier(&bpfilter_netdev_nb);
+	drop_netdev_events();
+
 	/*
-	 * The umh goes first, with all its state: the namespace exits that
-	 * unregistering reports then meet no umh to tell.
+	 * The umh removes every program and map it made (a dead one is
+	 * started again for that: it finds its predecessor's), then goes,
+	 * with all its state: the namespace exits that unregistering
+	 * reports then meet no umh to tell.
 	 */
 	mutex_lock(&bpfilter_ops.lock);
+	if (umh_alive())
+		err = send_req(&req);
+	if (err)
+		pr_err("bpfilter_umh failed to remove its programs (%d): some may remain\n",
+		       err);
 	shutdown_umh();
 	bpfilter_ops.start = NULL;
 	bpfilter_ops.sockopt = NULL;

@@ -9,12 +9,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfilter/bpfilter/umh/internal/enforce"
+	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
 	"github.com/bpfilter/bpfilter/umh/internal/procmem"
 	"github.com/bpfilter/bpfilter/umh/internal/server"
 	"github.com/bpfilter/bpfilter/umh/internal/table"
 	"github.com/bpfilter/bpfilter/umh/internal/wire"
 )
+
+// stateDir holds what a restarted umh takes over, relative to the working
+// directory.
+const stateDir = "state"
 
 func main() {
 	log, err := klog.Open()
@@ -23,7 +29,19 @@ func main() {
 		log = klog.Discard()
 	}
 	log.Infof("started, pid %d", os.Getpid())
+	// The working directory is the usermode driver's private tmpfs: it
+	// outlives this process (a umh that dies is started again) and goes
+	// with the module.
+	enf, err := enforce.New(log, stateDir)
+	if err != nil {
+		log.Errorf("stopping: %v", err)
+		os.Exit(1)
+	}
 	tables := table.New()
+	tables.OnReplace = enf.Install
+	tables.LiveCounters = func(netns uint32, _ *ipt.Table) []ipt.Counters { return enf.Counted(netns) }
+	tables.OnChange = enf.Changed
+	enf.Resume(tables.Restore)
 	s := &server.Server{
 		Handler: server.HandlerFunc(func(req wire.Request) int32 {
 			mem := procmem.New(int(req.Pid), req.Addr, req.Len)
@@ -37,9 +55,14 @@ func main() {
 			}
 			return status
 		}),
-		NetnsExit: tables.Forget,
-		Log:       log,
-		Health:    healthStatus,
+		NetnsExit: func(netns uint32) {
+			tables.Forget(netns)
+			enf.NetnsExit(netns)
+		},
+		Netdev:   enf.Netdev,
+		Shutdown: enf.Shutdown,
+		Log:      log,
+		Health:   healthStatus,
 	}
 	if err := s.Serve(os.Stdin, os.Stdout); err != nil {
 		log.Errorf("stopping: %v", err)

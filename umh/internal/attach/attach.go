@@ -41,12 +41,22 @@
 //
 // Install fills the table's ifnames map (codegen.MapIfnames) from the
 // namespace's links. Sync attaches to interfaces that appeared since and
-// updates the names; nothing subscribes to link events yet.
+// updates the names; the caller calls it when links change.
+//
+// # Namespace lifetime
+//
+// An Attacher holds nothing of its namespace between calls: each call
+// opens the namespace (Opener), makes a netlink socket in it, and closes
+// both before it returns. A namespace with bpfilter's filters therefore
+// goes away as it would without them (its veths with it). The programs
+// stay attached without the Attacher: a new process can take them over
+// (State, Adopt).
 package attach
 
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/bpfilter/bpfilter/umh/internal/codegen"
@@ -69,15 +79,15 @@ const (
 
 const filterHandle = 1
 
-// CurrentNetns as netnsFd means the network namespace of the calling
-// thread at the time of New.
-const CurrentNetns = -1
+// Opener opens the network namespace an Attacher works in, for one call:
+// the Attacher closes the file before the call returns.
+type Opener func() (*os.File, error)
 
 // Attacher attaches the programs of one table at a time to every interface
 // of one network namespace. Its methods may be called from any goroutine.
 type Attacher struct {
 	mu       sync.Mutex
-	h        *netlink.Handle
+	open     Opener
 	d        *dispatch
 	gen      int // generation in use, -1 before the first Install
 	objs     *codegen.Objects
@@ -93,21 +103,29 @@ type linkState struct {
 	egress   bool
 }
 
-// New prepares an Attacher for the namespace open as netnsFd (any fd of
-// /proc/PID/ns/net or of a bind mount; CurrentNetns for the calling
-// thread's). The fd is used only here: the netlink socket is created in
-// that namespace and keeps it. Nothing is attached before Install.
-func New(netnsFd int) (*Attacher, error) {
-	h, err := netlink.NewHandleAt(netns.NsHandle(netnsFd), unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("attach: netlink socket in netns fd %d: %w", netnsFd, err)
-	}
+// New prepares an Attacher for the namespace that open opens. Nothing is
+// attached before Install.
+func New(open Opener) (*Attacher, error) {
 	d, err := loadDispatch()
 	if err != nil {
-		h.Close()
 		return nil, err
 	}
-	return &Attacher{h: h, d: d, gen: -1, links: map[int]*linkState{}}, nil
+	return &Attacher{open: open, d: d, gen: -1, links: map[int]*linkState{}}, nil
+}
+
+// handle is a netlink socket in the Attacher's namespace; close it after
+// the call.
+func (a *Attacher) handle() (*netlink.Handle, error) {
+	f, err := a.open()
+	if err != nil {
+		return nil, fmt.Errorf("attach: open netns: %w", err)
+	}
+	defer f.Close()
+	h, err := netlink.NewHandleAt(netns.NsHandle(f.Fd()), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("attach: netlink socket in netns: %w", err)
+	}
+	return h, nil
 }
 
 // Install makes objs the enforced table. The first Install attaches the
@@ -121,7 +139,12 @@ func (a *Attacher) Install(objs *codegen.Objects) error {
 	if a.closed {
 		return errors.New("attach: install after close")
 	}
-	links, err := a.h.LinkList()
+	h, err := a.handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
 	if err != nil {
 		return fmt.Errorf("attach: list links: %w", err)
 	}
@@ -149,7 +172,7 @@ func (a *Attacher) Install(objs *codegen.Objects) error {
 	}
 	a.gen, a.objs = next, objs
 	if !a.attached {
-		if err := a.attachAll(links); err != nil {
+		if err := a.attachAll(h, links); err != nil {
 			return err
 		}
 		a.attached = true
@@ -158,10 +181,10 @@ func (a *Attacher) Install(objs *codegen.Objects) error {
 }
 
 // attachAll attaches to every link, or to none.
-func (a *Attacher) attachAll(links []netlink.Link) error {
+func (a *Attacher) attachAll(h *netlink.Handle, links []netlink.Link) error {
 	for _, l := range links {
-		if err := a.attachLink(l); err != nil {
-			a.detachAll()
+		if err := a.attachLink(h, l); err != nil {
+			a.detachAll(h)
 			return err
 		}
 	}
@@ -177,7 +200,12 @@ func (a *Attacher) Sync() error {
 	if a.closed || !a.attached {
 		return nil
 	}
-	links, err := a.h.LinkList()
+	h, err := a.handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
 	if err != nil {
 		return fmt.Errorf("attach: list links: %w", err)
 	}
@@ -193,7 +221,7 @@ func (a *Attacher) Sync() error {
 			st.name = at.Name
 			continue
 		}
-		if err := a.attachLink(l); err != nil {
+		if err := a.attachLink(h, l); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -250,9 +278,9 @@ func clsact(link netlink.Link) *netlink.GenericQdisc {
 
 // attachLink puts a clsact qdisc (if the link has none) and our two
 // filters on link; on failure it undoes what it did.
-func (a *Attacher) attachLink(link netlink.Link) error {
+func (a *Attacher) attachLink(h *netlink.Handle, link netlink.Link) error {
 	at := link.Attrs()
-	qds, err := a.h.QdiscList(link)
+	qds, err := h.QdiscList(link)
 	if err != nil {
 		return fmt.Errorf("attach: %s: list qdiscs: %w", at.Name, err)
 	}
@@ -270,19 +298,21 @@ func (a *Attacher) attachLink(link netlink.Link) error {
 		}
 	}
 	if !have {
-		if err := a.h.QdiscAdd(clsact(link)); err != nil {
+		if err := h.QdiscAdd(clsact(link)); err != nil {
 			return fmt.Errorf("attach: %s: add clsact qdisc: %w", at.Name, err)
 		}
 		st.ownQdisc = true
 	}
 	a.links[at.Index] = st
-	if err := a.h.FilterAdd(filterOn(link, netlink.HANDLE_MIN_INGRESS, FilterIngress, a.d.ingress)); err != nil {
-		a.detachLink(at.Index, st)
+	// Replace, not add: a filter of ours that an earlier umh left (and
+	// that could not be taken over) is overwritten rather than in the way.
+	if err := h.FilterReplace(filterOn(link, netlink.HANDLE_MIN_INGRESS, FilterIngress, a.d.ingress)); err != nil {
+		a.detachLink(h, at.Index, st)
 		return fmt.Errorf("attach: %s: add ingress filter: %w", at.Name, err)
 	}
 	st.ingress = true
-	if err := a.h.FilterAdd(filterOn(link, netlink.HANDLE_MIN_EGRESS, FilterEgress, a.d.egress)); err != nil {
-		a.detachLink(at.Index, st)
+	if err := h.FilterReplace(filterOn(link, netlink.HANDLE_MIN_EGRESS, FilterEgress, a.d.egress)); err != nil {
+		a.detachLink(h, at.Index, st)
 		return fmt.Errorf("attach: %s: add egress filter: %w", at.Name, err)
 	}
 	st.egress = true
@@ -297,23 +327,23 @@ func gone(err error) bool {
 
 // detachLink removes our filters from the link and the clsact qdisc if we
 // created it.
-func (a *Attacher) detachLink(idx int, st *linkState) error {
+func (a *Attacher) detachLink(h *netlink.Handle, idx int, st *linkState) error {
 	var errs []error
 	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx, Name: st.name}}
 	if st.ingress {
-		if err := a.h.FilterDel(filterOn(link, netlink.HANDLE_MIN_INGRESS, FilterIngress, nil)); err != nil && !gone(err) {
+		if err := h.FilterDel(filterOn(link, netlink.HANDLE_MIN_INGRESS, FilterIngress, nil)); err != nil && !gone(err) {
 			errs = append(errs, fmt.Errorf("attach: %s: delete ingress filter: %w", st.name, err))
 		}
 		st.ingress = false
 	}
 	if st.egress {
-		if err := a.h.FilterDel(filterOn(link, netlink.HANDLE_MIN_EGRESS, FilterEgress, nil)); err != nil && !gone(err) {
+		if err := h.FilterDel(filterOn(link, netlink.HANDLE_MIN_EGRESS, FilterEgress, nil)); err != nil && !gone(err) {
 			errs = append(errs, fmt.Errorf("attach: %s: delete egress filter: %w", st.name, err))
 		}
 		st.egress = false
 	}
 	if st.ownQdisc {
-		if err := a.h.QdiscDel(clsact(link)); err != nil && !gone(err) {
+		if err := h.QdiscDel(clsact(link)); err != nil && !gone(err) {
 			errs = append(errs, fmt.Errorf("attach: %s: delete clsact qdisc: %w", st.name, err))
 		}
 		st.ownQdisc = false
@@ -322,10 +352,10 @@ func (a *Attacher) detachLink(idx int, st *linkState) error {
 	return errors.Join(errs...)
 }
 
-func (a *Attacher) detachAll() error {
+func (a *Attacher) detachAll(h *netlink.Handle) error {
 	var errs []error
 	for idx, st := range a.links {
-		errs = append(errs, a.detachLink(idx, st))
+		errs = append(errs, a.detachLink(h, idx, st))
 	}
 	a.attached = false
 	return errors.Join(errs...)
@@ -333,17 +363,50 @@ func (a *Attacher) detachAll() error {
 
 // Close detaches the filters from every interface, removes the clsact
 // qdiscs it created (not those it found) and releases the dispatchers. The
-// installed Objects stay the caller's.
+// installed Objects stay the caller's. If the namespace cannot be opened
+// (it is gone, or going), Close only releases, as Release.
 func (a *Attacher) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return nil
 	}
+	var err error
+	if a.attached {
+		h, herr := a.handle()
+		if herr != nil {
+			err = herr
+		} else {
+			err = a.detachAll(h)
+			h.Close()
+		}
+	}
+	return errors.Join(err, a.releaseLocked())
+}
+
+// Release lets go of the dispatchers without touching the interfaces, for
+// a namespace that is gone: the hook programs are taken out of the prog
+// array first, so that a filter that outlives the namespace on a device
+// moved elsewhere passes every packet instead of applying a stale table.
+func (a *Attacher) Release() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	return a.releaseLocked()
+}
+
+func (a *Attacher) releaseLocked() error {
+	var errs []error
+	for k := uint32(0); k < generations*slotsPerGen; k++ {
+		if err := a.d.progs.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("attach: clear prog array slot %d: %w", k, err))
+		}
+	}
 	a.closed = true
-	err := a.detachAll()
+	a.attached = false
 	a.d.close()
-	a.h.Close()
 	a.objs = nil
-	return err
+	return errors.Join(errs...)
 }

@@ -197,5 +197,19 @@ func loadDispatch() (*dispatch, error) {
 }
 
 func (d *dispatch) close() {
-	d.coll.Close()
+	if d.coll != nil {
+		d.coll.Close()
+		return
+	}
+	// Adopted: no collection owns them.
+	for _, p := range []*ebpf.Program{d.ingress, d.egress} {
+		if p != nil {
+			p.Close()
+		}
+	}
+	for _, m := range []*ebpf.Map{d.progs, d.gen} {
+		if m != nil {
+			m.Close()
+		}
+	}
 }

@@ -35,10 +35,8 @@ func (s *Spec) Load(opts *ebpf.CollectionOptions) (*Objects, error) {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s.Collection, *opts)
 	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("codegen: load: %w (verifier: %+v)", err, ve)
-		}
+		// A *ebpf.VerifierError in the chain has the verifier's log
+		// (print it with %+v).
 		return nil, fmt.Errorf("codegen: load: %w", err)
 	}
 	o := &Objects{Programs: map[int]*ebpf.Program{}, Counters: coll.Maps[mapCounters],
@@ -56,8 +54,57 @@ func (o *Objects) Program(hook int) *ebpf.Program { return o.Programs[hook] }
 func (o *Objects) Close() error {
 	if o.coll != nil {
 		o.coll.Close()
+		return nil
 	}
+	for _, p := range o.Programs {
+		p.Close()
+	}
+	o.Counters.Close()
+	o.Ifnames.Close()
 	return nil
+}
+
+// Adopt makes Objects of loaded programs that this process did not load
+// (found through ids after a restart): it finds their counters and
+// ifnames maps through the programs' map ids. entries is the number of
+// entries of the table they were compiled from. On success the Objects own
+// the programs; on failure the caller still does.
+func Adopt(progs map[int]*ebpf.Program, entries int) (*Objects, error) {
+	o := &Objects{Programs: progs, entries: entries}
+	for _, p := range progs {
+		info, err := p.Info()
+		if err != nil {
+			return nil, fmt.Errorf("codegen: adopt: program info: %w", err)
+		}
+		ids, _ := info.MapIDs()
+		for _, id := range ids {
+			m, err := ebpf.NewMapFromID(id)
+			if err != nil {
+				continue
+			}
+			mi, err := m.Info()
+			switch {
+			case err == nil && mi.Name == mapCounters && o.Counters == nil:
+				o.Counters = m
+			case err == nil && mi.Name == mapIfnames && o.Ifnames == nil:
+				o.Ifnames = m
+			default:
+				m.Close()
+			}
+		}
+		break
+	}
+	if o.Counters == nil || o.Ifnames == nil {
+		o.Counters.Close()
+		o.Ifnames.Close()
+		return nil, errors.New("codegen: adopt: the programs have no counters or ifnames map")
+	}
+	if mi, err := o.Counters.Info(); err != nil || int(mi.MaxEntries) < entries {
+		o.Counters.Close()
+		o.Ifnames.Close()
+		return nil, fmt.Errorf("codegen: adopt: the counters map does not fit a table of %d entries", entries)
+	}
+	return o, nil
 }
 
 // ReadCounters sums the per-CPU counters of every entry, in entry order.

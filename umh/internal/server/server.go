@@ -36,6 +36,12 @@ type Server struct {
 	Health int32
 	// NetnsExit, if set, is told that a network namespace is gone.
 	NetnsExit func(netns uint32)
+	// Netdev, if set, is told that a network namespace has a new or
+	// renamed interface.
+	Netdev func(netns uint32)
+	// Shutdown, if set, undoes everything the umh did to the kernel: the
+	// module is about to go. Its error is logged and answered as -EIO.
+	Shutdown func() error
 }
 
 // Serve answers requests from r on w until r reaches EOF between two
@@ -59,6 +65,12 @@ func (s *Server) Serve(r io.Reader, w io.Writer) error {
 }
 
 func (s *Server) answer(req wire.Request) (status int32) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.Log.Errorf("BUG: %s failed: %v\n%s", describe(req), r, debug.Stack())
+			status = -int32(unix.EIO)
+		}
+	}()
 	if req.Cmd == wire.CmdHealth && req.IsSet == 0 {
 		s.Log.Debugf("health check from pid %d: %d", req.Pid, s.Health)
 		return s.Health
@@ -70,16 +82,26 @@ func (s *Server) answer(req wire.Request) (status int32) {
 		}
 		return 0
 	}
+	if req.Cmd == wire.CmdNetdev && req.IsSet == 1 {
+		if s.Netdev != nil {
+			s.Netdev(req.Netns)
+		}
+		return 0
+	}
+	if req.Cmd == wire.CmdShutdown && req.IsSet == 1 {
+		s.Log.Infof("module unloading: removing all programs")
+		if s.Shutdown != nil {
+			if err := s.Shutdown(); err != nil {
+				s.Log.Errorf("shutdown: %v", err)
+				return -int32(unix.EIO)
+			}
+		}
+		return 0
+	}
 	if req.Cmd < wire.FirstSockopt {
 		s.Log.Errorf("unknown control command %d", req.Cmd)
 		return -int32(unix.EINVAL)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			s.Log.Errorf("BUG: %s failed: %v\n%s", describe(req), r, debug.Stack())
-			status = -int32(unix.EIO)
-		}
-	}()
 	status = s.Handler.Handle(req)
 	s.Log.Debugf("%s: %d", describe(req), status)
 	return status

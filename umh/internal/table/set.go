@@ -53,9 +53,13 @@ func (s *Tables) replace(netns uint32, mem Memory) (int32, string) {
 		s.mu.Unlock()
 		return -int32(unix.EAGAIN), fmt.Sprintf("IPT_SO_SET_REPLACE: num_counters %d, but the table has %d entries", h.NumCounters, n)
 	}
-	old := s.countersLocked(netns, st)
+	var replaced []ipt.Counters
+	if s.OnReplace == nil && s.LiveCounters != nil {
+		replaced = s.LiveCounters(netns, st.table)
+	}
 	if s.OnReplace != nil {
-		if err := s.OnReplace(netns, t); err != nil {
+		var err error
+		if replaced, err = s.OnReplace(netns, t); err != nil {
 			s.mu.Unlock()
 			errno := unix.EINVAL
 			var e unix.Errno
@@ -65,8 +69,16 @@ func (s *Tables) replace(netns uint32, mem Memory) (int32, string) {
 			return -int32(errno), fmt.Sprintf("IPT_SO_SET_REPLACE: table not installed: %v", err)
 		}
 	}
+	old := st.counters
+	for i := range old {
+		if i < len(replaced) {
+			old[i].Pcnt += replaced[i].Pcnt
+			old[i].Bcnt += replaced[i].Bcnt
+		}
+	}
 	st.table = t
 	st.counters = make([]ipt.Counters, t.NumEntries())
+	s.changedLocked(netns, st)
 	s.mu.Unlock()
 
 	if err := mem.WriteCounters(h.Counters, ipt.EncodeCounters(old)); err != nil {
@@ -113,5 +125,6 @@ func (s *Tables) addCounters(netns uint32, mem Memory) (int32, string) {
 		st.counters[i].Pcnt += add[i].Pcnt
 		st.counters[i].Bcnt += add[i].Bcnt
 	}
+	s.changedLocked(netns, st)
 	return 0, ""
 }

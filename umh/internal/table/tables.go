@@ -8,6 +8,7 @@
 package table
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 
@@ -28,15 +29,21 @@ const FilterTable = "filter"
 type Tables struct {
 	// OnReplace, if set, is called with a validated table for a namespace
 	// before it replaces the namespace's current table (the place to
-	// compile and attach it). If it returns an error, IPT_SO_SET_REPLACE
-	// fails with the error's errno (a unix.Errno it wraps, EINVAL if none)
-	// and the current table stays.
-	OnReplace func(netns uint32, t *ipt.Table) error
+	// compile and attach it). It returns what the table it replaced has
+	// counted since it was installed (read after the switch, so that no
+	// packet is lost between the two; nil if nothing). If it returns an
+	// error, IPT_SO_SET_REPLACE fails with the error's errno (a unix.Errno
+	// it wraps, EINVAL if none) and the current table stays.
+	OnReplace func(netns uint32, t *ipt.Table) (replaced []ipt.Counters, err error)
 	// LiveCounters, if set, returns what the installed table t has counted
 	// per entry (in entry order) beyond the counters kept here; they are
 	// added whenever counters are read: GET_ENTRIES, and the old counters
 	// a replace hands back. A short slice counts zero for the rest.
 	LiveCounters func(netns uint32, t *ipt.Table) []ipt.Counters
+	// OnChange, if set, is told a namespace's table and kept counters
+	// after every change to either (to keep them where a restarted umh
+	// finds them: see Restore).
+	OnChange func(netns uint32, t *ipt.Table, kept []ipt.Counters)
 
 	mu sync.Mutex
 	ns map[uint32]*state
@@ -78,6 +85,25 @@ func (s *Tables) countersLocked(netns uint32, st *state) []ipt.Counters {
 		}
 	}
 	return c
+}
+
+// Restore sets the table of netns and its kept counters (one per entry),
+// as a restarted umh takes back what OnChange was told before.
+func (s *Tables) Restore(netns uint32, t *ipt.Table, kept []ipt.Counters) error {
+	if len(kept) != t.NumEntries() {
+		return fmt.Errorf("table: restore netns %d: %d counters for %d entries", netns, len(kept), t.NumEntries())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stateLocked(netns)
+	st.table, st.counters = t, append([]ipt.Counters(nil), kept...)
+	return nil
+}
+
+func (s *Tables) changedLocked(netns uint32, st *state) {
+	if s.OnChange != nil {
+		s.OnChange(netns, st.table, st.counters)
+	}
 }
 
 // Forget drops the state of a network namespace that no longer exists. A

@@ -270,12 +270,12 @@ func TestOnReplace(t *testing.T) {
 	s := New()
 	var got []uint32
 	fail := error(nil)
-	s.OnReplace = func(netns uint32, tb *ipt.Table) error {
+	s.OnReplace = func(netns uint32, tb *ipt.Table) ([]ipt.Counters, error) {
 		got = append(got, netns)
 		if tb.Chain("web") == nil {
 			t.Errorf("OnReplace got a table without chain web")
 		}
-		return fail
+		return []ipt.Counters{{Pcnt: 3, Bcnt: 300}}, fail
 	}
 	for _, c := range []struct {
 		err  error
@@ -294,8 +294,13 @@ func TestOnReplace(t *testing.T) {
 		}
 	}
 	fail = nil
-	if status, reason := s.Sockopt(5, ipt.SoSetReplace, true, newMem(replaceBlob(t, 4))); status != 0 {
+	mem := newMem(replaceBlob(t, 4))
+	if status, reason := s.Sockopt(5, ipt.SoSetReplace, true, mem); status != 0 {
 		t.Fatalf("%d %s", status, reason)
+	}
+	// The old counters handed back include what the replaced table counted.
+	if old := ipt.DecodeCounters(mem.counters[0]); old[0] != (ipt.Counters{Pcnt: 3, Bcnt: 300}) {
+		t.Fatalf("old counters %+v", old)
 	}
 	if len(got) != 3 || got[2] != 5 {
 		t.Fatalf("OnReplace calls %v", got)

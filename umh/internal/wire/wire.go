@@ -15,6 +15,8 @@ import (
 const (
 	CmdHealth    = 0  // get: is the umh alive? answered 0
 	CmdNetnsExit = 1  // set: network namespace Netns is gone
+	CmdShutdown  = 2  // set: the module is going: undo everything
+	CmdNetdev    = 3  // set: interfaces of namespace Netns changed
 	FirstSockopt = 64 // the first iptables optname
 )
 

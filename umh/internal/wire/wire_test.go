@@ -26,6 +26,8 @@ func cLayout(t *testing.T) map[string]uintptr {
 		{Name: "mbox_reply", C: "sizeof(struct mbox_reply)"},
 		{Name: "health", C: "BPFILTER_CMD_HEALTH"},
 		{Name: "netns_exit", C: "BPFILTER_CMD_NETNS_EXIT"},
+		{Name: "shutdown", C: "BPFILTER_CMD_SHUTDOWN"},
+		{Name: "netdev", C: "BPFILTER_CMD_NETDEV"},
 		{Name: "mbox_reply.status", C: "offsetof(struct mbox_reply, status)"},
 		{Name: "mbox_reply.status.size", C: "sizeof(((struct mbox_reply *)0)->status)"},
 	}
@@ -48,6 +50,8 @@ func TestPinnedToC(t *testing.T) {
 		"mbox_reply":   unsafe.Sizeof(Reply{}),
 		"health":       CmdHealth,
 		"netns_exit":   CmdNetnsExit,
+		"shutdown":     CmdShutdown,
+		"netdev":       CmdNetdev,
 	}
 	cNames := map[string]string{
 		"Addr": "addr", "Len": "len", "IsSet": "is_set", "Cmd": "cmd",
