@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -28,12 +29,21 @@ echo "pid $(pidof bpfilter_umh): $(cat /proc/$(pidof bpfilter_umh)/comm)"
 echo; echo "==> the seed 002 transcript, answered by bpfilter (ip_tables is not loaded)"
 echo "# iptables-legacy -L -n"
 iptables-legacy -L -n
+echo; echo "==> real packets: a network namespace behind a veth pair"
+$M/bpfilter-probe setup
+$M/bpfilter-probe udp 23 5
+$M/bpfilter-probe udp 24 5
 echo "# iptables-legacy -A INPUT -p udp --dport 23 -j DROP"
 iptables-legacy -A INPUT -p udp --dport 23 -j DROP
 echo "# iptables-legacy -L -n"
 iptables-legacy -L -n
+$M/bpfilter-probe udp 23 5
+$M/bpfilter-probe udp 24 5
+echo "# iptables-legacy -L INPUT -v -x -n"
+iptables-legacy -L INPUT -v -x -n
 echo "# iptables-legacy -F"
 iptables-legacy -F
+$M/bpfilter-probe udp 23 5
 echo "# iptables-legacy -L -n"
 iptables-legacy -L -n
 echo; echo "==> what the umh saw (its kernel log)"
@@ -83,6 +93,13 @@ func boot(mode string) error {
 	defer os.RemoveAll(shared)
 	if err := vm.Populate(cfg, shared); err != nil {
 		return err
+	}
+	// The packet sender of the run script, beside the modules.
+	build := exec.Command("go", "build", "-o", filepath.Join(shared, "modules", "bpfilter-probe"),
+		"github.com/bpfilter/bpfilter/vmtests/cmd/bpfilter-probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build bpfilter-probe: %v: %s", err, out)
 	}
 	script := runScript
 	if mode == "shell" {
