@@ -116,7 +116,7 @@ func adoptProg(id ebpf.ProgramID, name string) (*ebpf.Program, error) {
 		return nil, fmt.Errorf("attach: adopt program %d (%s): %w", id, name, err)
 	}
 	info, err := p.Info()
-	if err != nil || info.Name != name {
+	if err != nil || info.Name != kernelName(name) {
 		p.Close()
 		return nil, fmt.Errorf("attach: adopt: program %d is not %s", id, name)
 	}
@@ -129,11 +129,20 @@ func adoptMap(id ebpf.MapID, name string, typ ebpf.MapType) (*ebpf.Map, error) {
 		return nil, fmt.Errorf("attach: adopt map %d (%s): %w", id, name, err)
 	}
 	info, err := m.Info()
-	if err != nil || info.Name != name || info.Type != typ {
+	if err != nil || info.Name != kernelName(name) || info.Type != typ {
 		m.Close()
 		return nil, fmt.Errorf("attach: adopt: map %d is not %s", id, name)
 	}
 	return m, nil
+}
+
+// kernelName is name as the kernel keeps it (BPF_OBJ_NAME_LEN, with its
+// NUL).
+func kernelName(name string) string {
+	if len(name) > 15 {
+		return name[:15]
+	}
+	return name
 }
 
 // Programs opens the hook programs of the generation in use, by hook.

@@ -190,6 +190,11 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 	return &Spec{Collection: spec, Hooks: hooks, Stats: st}, nil
 }
 
+func ifnamesSpec() *ebpf.MapSpec {
+	return &ebpf.MapSpec{Name: mapIfnames, Type: ebpf.Hash, KeySize: 4, ValueSize: ipt.IfNameSize,
+		MaxEntries: IfnamesMaxEntries, Flags: bpfFNoPrealloc}
+}
+
 func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*ebpf.MapSpec {
 	rules := &ebpf.MapSpec{Name: mapRules, Type: ebpf.Array, KeySize: 4, ValueSize: recordSize,
 		MaxEntries: uint32(len(recs))}
@@ -228,8 +233,7 @@ func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*e
 		mapClasses: classes,
 		mapCounters: {Name: mapCounters, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: cntSize,
 			MaxEntries: uint32(facts.numEntries)},
-		mapIfnames: {Name: mapIfnames, Type: ebpf.Hash, KeySize: 4, ValueSize: ipt.IfNameSize,
-			MaxEntries: IfnamesMaxEntries, Flags: bpfFNoPrealloc},
+		mapIfnames: ifnamesSpec(),
 		// One row per possible CPU, indexed by bpf_get_smp_processor_id.
 		mapJStack: {Name: mapJStack, Type: ebpf.Array, KeySize: 4, ValueSize: uint32(4 * facts.stackCap),
 			MaxEntries: uint32(possibleCPUs())},

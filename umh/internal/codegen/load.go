@@ -94,10 +94,19 @@ func Adopt(progs map[int]*ebpf.Program, entries int) (*Objects, error) {
 		}
 		break
 	}
-	if o.Counters == nil || o.Ifnames == nil {
-		o.Counters.Close()
+	if o.Counters == nil {
 		o.Ifnames.Close()
-		return nil, errors.New("codegen: adopt: the programs have no counters or ifnames map")
+		return nil, errors.New("codegen: adopt: the programs have no counters map")
+	}
+	if o.Ifnames == nil {
+		// The programs do not read interface names (no rule names an
+		// interface): a map of their own keeps SetIfname working.
+		m, err := ebpf.NewMap(ifnamesSpec())
+		if err != nil {
+			o.Counters.Close()
+			return nil, fmt.Errorf("codegen: adopt: ifnames map: %w", err)
+		}
+		o.Ifnames = m
 	}
 	if mi, err := o.Counters.Info(); err != nil || int(mi.MaxEntries) < entries {
 		o.Counters.Close()
