@@ -125,17 +125,40 @@ type counterValue struct {
 	Packets, Bytes uint64
 }
 
-// ReadCounters sums the per-CPU values of a counters map of n entries.
+// ReadCounters sums the per-CPU values of the first n entries of a
+// counters map, with batched lookups (a table of 10,000 entries is read in
+// a few system calls, not 10,000).
 func ReadCounters(m *ebpf.Map, n int) ([]ipt.Counters, error) {
 	out := make([]ipt.Counters, n)
-	var per []counterValue
-	for i := 0; i < n; i++ {
-		if err := m.Lookup(uint32(i), &per); err != nil {
-			return nil, fmt.Errorf("codegen: read counter %d: %w", i, err)
+	if n == 0 {
+		return out, nil
+	}
+	ncpu := possibleCPUs()
+	keys := make([]uint32, n)
+	vals := make([]counterValue, n*ncpu)
+	var cursor ebpf.MapBatchCursor
+	got := 0
+	for got < n {
+		k, err := m.BatchLookup(&cursor, keys[got:], vals[got*ncpu:], nil)
+		got += k
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
 		}
-		for _, v := range per {
-			out[i].Pcnt += v.Packets
-			out[i].Bcnt += v.Bytes
+		if err != nil {
+			return nil, fmt.Errorf("codegen: read counters: %w", err)
+		}
+	}
+	if got < n {
+		return nil, fmt.Errorf("codegen: read counters: %d of %d entries", got, n)
+	}
+	for i := 0; i < n; i++ {
+		k := keys[i]
+		if int(k) >= n {
+			return nil, fmt.Errorf("codegen: read counters: key %d of %d", k, n)
+		}
+		for _, v := range vals[i*ncpu : (i+1)*ncpu] {
+			out[k].Pcnt += v.Packets
+			out[k].Bcnt += v.Bytes
 		}
 	}
 	return out, nil
