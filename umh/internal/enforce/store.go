@@ -1,6 +1,7 @@
 package enforce
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,16 +29,19 @@ func openStore(dir string) (*store, error) {
 	return &store{dir: dir}, nil
 }
 
-// record is one namespace's file.
+// record is one namespace's file: a little-endian u32 length, the JSON of
+// the record without Entries and Kept, then the entries blob and the kept
+// counters as ipt_counters (binary: 10,000 rules take a few milliseconds).
 type record struct {
 	Netns      uint32
 	ValidHooks uint32
 	HookEntry  [ipt.NumHooks]uint32
 	Underflow  [ipt.NumHooks]uint32
 	NumEntries uint32
-	Entries    []byte // the entries blob, as GET_ENTRIES lays it out
-	Kept       []ipt.Counters
+	Size       uint32
 	Attach     attach.State
+	Entries    []byte         `json:"-"` // the entries blob, as GET_ENTRIES lays it out
+	Kept       []ipt.Counters `json:"-"`
 }
 
 func (s *store) path(netns uint32) string {
@@ -45,20 +49,46 @@ func (s *store) path(netns uint32) string {
 }
 
 func (s *store) save(netns uint32, t *ipt.Table, kept []ipt.Counters, as attach.State) error {
-	blob := make([]byte, t.Size)
-	if err := t.WriteEntries(blob, make([]ipt.Counters, t.NumEntries())); err != nil {
-		return err
-	}
-	b, err := json.Marshal(record{Netns: netns, ValidHooks: t.ValidHooks, HookEntry: t.HookEntry,
-		Underflow: t.Underflow, NumEntries: uint32(t.NumEntries()), Entries: blob, Kept: kept, Attach: as})
+	r := record{Netns: netns, ValidHooks: t.ValidHooks, HookEntry: t.HookEntry,
+		Underflow: t.Underflow, NumEntries: uint32(t.NumEntries()), Size: t.Size, Attach: as}
+	hdr, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
+	b := make([]byte, 4+len(hdr)+int(t.Size), 4+len(hdr)+int(t.Size)+len(kept)*ipt.CountersSize)
+	binary.LittleEndian.PutUint32(b, uint32(len(hdr)))
+	copy(b[4:], hdr)
+	if err := t.WriteEntries(b[4+len(hdr):], nil); err != nil {
+		return err
+	}
+	b = append(b, ipt.EncodeCounters(kept)...)
 	tmp := s.path(netns) + ".new"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, s.path(netns))
+}
+
+func decodeRecord(b []byte) (*record, error) {
+	if len(b) < 4 {
+		return nil, errors.New("truncated")
+	}
+	n := uint64(binary.LittleEndian.Uint32(b))
+	if uint64(len(b)-4) < n {
+		return nil, errors.New("truncated header")
+	}
+	var r record
+	if err := json.Unmarshal(b[4:4+n], &r); err != nil {
+		return nil, err
+	}
+	rest := b[4+n:]
+	want := uint64(r.Size) + uint64(r.NumEntries)*ipt.CountersSize
+	if uint64(len(rest)) != want {
+		return nil, fmt.Errorf("%d bytes of entries and counters, want %d", len(rest), want)
+	}
+	r.Entries = rest[:r.Size]
+	r.Kept = ipt.DecodeCounters(rest[r.Size:])
+	return &r, nil
 }
 
 func (s *store) remove(netns uint32) {
@@ -80,16 +110,16 @@ func (s *store) load() ([]*record, []error) {
 		}
 		p := filepath.Join(s.dir, de.Name())
 		b, err := os.ReadFile(p)
-		var r record
+		var r *record
 		if err == nil {
-			err = json.Unmarshal(b, &r)
+			r, err = decodeRecord(b)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", de.Name(), err))
 			os.Remove(p)
 			continue
 		}
-		out = append(out, &r)
+		out = append(out, r)
 	}
 	return out, errs
 }
