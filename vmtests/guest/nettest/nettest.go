@@ -116,9 +116,9 @@ const (
 )
 
 // Settle is how long Send waits, after its last packet, for probes that
-// have not arrived yet. Under QEMU's TCG a forwarded packet takes well
-// under a millisecond; a probe arriving later still is reported by the
-// next Send as a stray, never counted silently.
+// have not arrived yet. A probe normally crosses the topology in the
+// softirq that its own send raises, long before that; one arriving later
+// still makes the next Send fail, and is never counted silently.
 const Settle = 250 * time.Millisecond
 
 // Topology is the network of Setup, with its senders and receivers.

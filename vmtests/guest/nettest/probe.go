@@ -166,15 +166,15 @@ func (p Probe) check() error {
 // Result is what became of one probe.
 type Result struct {
 	Arrived bool
-	// SendErr is what sendto answered. Client sends never fail; a DUT
-	// send can fail when OUTPUT drops the packet (ip_tables answers
-	// EPERM, a TC program's drop gives ENOBUFS).
+	// SendErr is what sendto answered. Client sends never fail (Send
+	// fails instead); a DUT send may fail when OUTPUT drops the packet
+	// (ip_tables answers EPERM), and the errno can differ by backend.
 	SendErr error
 }
 
 // Send sends each probe once, in order, and reports which arrived: those
 // seen on their path's receiver within Settle of the last send. Packets
-// that are no probes of this topology (other traffic) are ignored. Send
+// that are not probes of this topology (other traffic) are ignored. Send
 // fails on anything that would make its report unreliable: a probe
 // arriving twice or where its path does not lead, a client send failing,
 // or a probe of an earlier Send arriving late.

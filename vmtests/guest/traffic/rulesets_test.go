@@ -285,7 +285,7 @@ var ruleSets = []ruleSet{
 -A filt -p udp -j DROP`,
 		drop: []string{"fwd-udp23", "fwd-icmp-echo", "fwd-icmp-timex-remote"},
 		pass: []string{"fwd-udp24", "fwd-tcp22-syn"}},
-	{name: "goto returns to the caller's caller", rules: `
+	{name: "goto, then return to the policy", rules: `
 :g - [0:0]
 -A INPUT -p udp -g g
 -A INPUT -p udp -j DROP
