@@ -32,7 +32,7 @@ func main() {
 	// The working directory is the usermode driver's private tmpfs: it
 	// outlives this process (a umh that dies is started again) and goes
 	// with the module.
-	enf, err := enforce.New(log, stateDir)
+	enf, err := enforce.New(log, stateDir, enforce.BPFFS)
 	if err != nil {
 		log.Errorf("stopping: %v", err)
 		os.Exit(1)

@@ -14,6 +14,7 @@ import (
 type State struct {
 	Ingress, Egress ebpf.ProgramID
 	Progs, Gen      ebpf.MapID
+	Pin             string // where the prog array is pinned
 	Links           []LinkState
 }
 
@@ -29,7 +30,7 @@ type LinkState struct {
 func (a *Attacher) State() (State, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var st State
+	st := State{Pin: a.pin}
 	var err error
 	if st.Ingress, err = progID(a.d.ingress); err != nil {
 		return st, err
@@ -102,7 +103,7 @@ func Adopt(open Opener, st State) (*Attacher, error) {
 	if err := d.gen.Lookup(uint32(0), &gen); err != nil {
 		return nil, fmt.Errorf("attach: adopt: read generation: %w", err)
 	}
-	a := &Attacher{open: open, d: d, gen: int(gen), links: map[int]*linkState{}, attached: true}
+	a := &Attacher{open: open, pin: st.Pin, d: d, gen: int(gen), links: map[int]*linkState{}, attached: true}
 	for _, l := range st.Links {
 		a.links[l.Index] = &linkState{name: l.Name, ownQdisc: l.OwnQdisc, ingress: true, egress: true}
 	}

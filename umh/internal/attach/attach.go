@@ -48,8 +48,15 @@
 // An Attacher holds nothing of its namespace between calls: each call
 // opens the namespace (Opener), makes a netlink socket in it, and closes
 // both before it returns. A namespace with bpfilter's filters therefore
-// goes away as it would without them (its veths with it). The programs
-// stay attached without the Attacher: a new process can take them over
+// goes away as it would without them (its veths with it).
+//
+// # Outliving the process
+//
+// The filters keep the dispatchers alive without the Attacher, but a prog
+// array is emptied by the kernel when its last user reference goes (an fd
+// or a bpffs pin: prog_array_map_clear), which would let every packet
+// through once the process died. So the prog array is pinned (New's pin
+// path) until Close or Release; a new process takes everything over by id
 // (State, Adopt).
 package attach
 
@@ -88,6 +95,7 @@ type Opener func() (*os.File, error)
 type Attacher struct {
 	mu       sync.Mutex
 	open     Opener
+	pin      string // where the prog array is pinned, or ""
 	d        *dispatch
 	gen      int // generation in use, -1 before the first Install
 	objs     *codegen.Objects
@@ -103,14 +111,26 @@ type linkState struct {
 	egress   bool
 }
 
-// New prepares an Attacher for the namespace that open opens. Nothing is
-// attached before Install.
-func New(open Opener) (*Attacher, error) {
+// New prepares an Attacher for the namespace that open opens, with its
+// prog array pinned at pin (a path in a bpffs; "" pins nothing, and the
+// table stops being enforced when this process goes). A file left at pin
+// by an earlier process is replaced. Nothing is attached before Install.
+func New(open Opener, pin string) (*Attacher, error) {
 	d, err := loadDispatch()
 	if err != nil {
 		return nil, err
 	}
-	return &Attacher{open: open, d: d, gen: -1, links: map[int]*linkState{}}, nil
+	if pin != "" {
+		if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+			d.close()
+			return nil, fmt.Errorf("attach: stale pin: %w", err)
+		}
+		if err := d.progs.Pin(pin); err != nil {
+			d.close()
+			return nil, fmt.Errorf("attach: pin the prog array: %w", err)
+		}
+	}
+	return &Attacher{open: open, pin: pin, d: d, gen: -1, links: map[int]*linkState{}}, nil
 }
 
 // handle is a netlink socket in the Attacher's namespace; close it after
@@ -404,9 +424,28 @@ func (a *Attacher) releaseLocked() error {
 			errs = append(errs, fmt.Errorf("attach: clear prog array slot %d: %w", k, err))
 		}
 	}
+	if a.pin != "" {
+		if err := os.Remove(a.pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("attach: unpin: %w", err))
+		}
+	}
 	a.closed = true
 	a.attached = false
 	a.d.close()
 	a.objs = nil
 	return errors.Join(errs...)
+}
+
+// Abandon lets go of the Attacher's file descriptors and nothing else, as
+// a process that dies does: the filters, the pinned prog array and what it
+// holds stay for Adopt. For tests of a takeover.
+func (a *Attacher) Abandon() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	a.closed = true
+	a.d.close()
+	a.objs = nil
 }

@@ -161,7 +161,7 @@ func (n *testNS) forwarding(t *testing.T, on bool) {
 // attacher is New on n's namespace, closed at cleanup.
 func (n *testNS) attacher(t *testing.T) *Attacher {
 	t.Helper()
-	a, err := New(func() (*os.File, error) { return os.Open(fmt.Sprintf("/proc/self/fd/%d", int(n.ns))) })
+	a, err := New(func() (*os.File, error) { return os.Open(fmt.Sprintf("/proc/self/fd/%d", int(n.ns))) }, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 type Enforcer struct {
 	log   *klog.Logger
 	store *store // nil: nothing is kept for a restart
+	pins  *pins  // nil: nothing is pinned
 
 	mu sync.Mutex
 	ns map[uint32]*nsState
@@ -42,19 +43,25 @@ type nsState struct {
 	kept  []ipt.Counters
 }
 
-// New returns an Enforcer that keeps its state for a restart in dir (the
-// umh's working directory, the private tmpfs of the usermode driver:
-// it outlives a umh and goes with the module), or keeps nothing if dir is
-// empty.
-func New(log *klog.Logger, dir string) (*Enforcer, error) {
+// New returns an Enforcer that keeps its state for a restart in dir (under
+// the umh's working directory, the private tmpfs of the usermode driver:
+// it outlives a umh and goes with the module) and pins in a bpffs at
+// bpffs (BPFFS; mounted if need be). With dir empty it keeps nothing and
+// pins nothing: what it enforces stops when the process goes.
+func New(log *klog.Logger, dir, bpffs string) (*Enforcer, error) {
 	e := &Enforcer{log: log, ns: map[uint32]*nsState{}}
-	if dir != "" {
-		st, err := openStore(dir)
-		if err != nil {
-			return nil, err
-		}
-		e.store = st
+	if dir == "" {
+		return e, nil
 	}
+	st, err := openStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	p, err := preparePins(bpffs, dir)
+	if err != nil {
+		return nil, err
+	}
+	e.store, e.pins = st, p
 	return e, nil
 }
 
@@ -80,7 +87,11 @@ func (e *Enforcer) Install(netns uint32, t *ipt.Table) ([]ipt.Counters, error) {
 	st := e.ns[netns]
 	fresh := st == nil
 	if fresh {
-		att, err := attach.New(opener(netns))
+		pin := ""
+		if e.pins != nil {
+			pin = e.pins.path(netns)
+		}
+		att, err := attach.New(opener(netns), pin)
 		if err != nil {
 			objs.Close()
 			return nil, err
@@ -199,7 +210,22 @@ func (e *Enforcer) Shutdown() error {
 			e.store.remove(netns)
 		}
 	}
+	if e.pins != nil {
+		errs = append(errs, e.pins.remove())
+	}
 	return errors.Join(errs...)
+}
+
+// Abandon drops the Enforcer's file descriptors and nothing else, as a
+// dying umh does. For tests of a takeover.
+func (e *Enforcer) Abandon() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for netns, st := range e.ns {
+		st.att.Abandon()
+		st.objs.Close()
+		delete(e.ns, netns)
+	}
 }
 
 // oneLine keeps an error to one line for the kernel log, and its chain

@@ -115,13 +115,26 @@ func entries(t *testing.T, tb *ipt.Table) []byte {
 	return b
 }
 
+// isBPFFS tells whether a bpffs is mounted at dir.
+func isBPFFS(t *testing.T, dir string) bool {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Type == unix.BPF_FS_MAGIC
+}
+
 // TestLifeCycle installs a table in a private namespace, takes it over in
-// a second Enforcer as a restarted umh would, and shuts down.
+// a second Enforcer after the first one died, and shuts down. The bpffs
+// for the pins is a directory of the test, which the Enforcer mounts and
+// unmounts itself.
 func TestLifeCycle(t *testing.T) {
 	ino, h := privateNetns(t)
-	dir := t.TempDir()
+	dir, bpffs := t.TempDir(), t.TempDir()
+	t.Cleanup(func() { unix.Unmount(bpffs, unix.MNT_DETACH) })
 	var log bytes.Buffer
-	e, err := New(klog.New(&log), dir)
+	e, err := New(klog.New(&log), dir, bpffs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +164,17 @@ func TestLifeCycle(t *testing.T) {
 		t.Fatalf("after Netdev, filters on %v", got)
 	}
 
-	// The umh dies (nothing is closed) and a new one takes over.
-	e2, err := New(klog.New(&log), dir)
+	if !isBPFFS(t, bpffs) {
+		t.Fatalf("no bpffs mounted at %s", bpffs)
+	}
+	if _, err := os.Stat(e.pins.path(ino)); err != nil {
+		t.Fatalf("prog array not pinned: %v", err)
+	}
+
+	// The umh dies: its fds go, the kernel keeps what filters and pins
+	// hold, and a new one takes over.
+	e.Abandon()
+	e2, err := New(klog.New(&log), dir, bpffs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +227,9 @@ func TestLifeCycle(t *testing.T) {
 	}
 	if recs, _ := e2.store.load(); len(recs) != 0 {
 		t.Fatalf("%d state files left", len(recs))
+	}
+	if isBPFFS(t, bpffs) {
+		t.Fatalf("the bpffs the Enforcer mounted is still mounted")
 	}
 }
 

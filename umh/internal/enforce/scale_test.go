@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
 )
@@ -40,7 +42,9 @@ func bigTable(t *testing.T, n int) *ipt.Table {
 func TestInstallLarge(t *testing.T) {
 	ino, _ := privateNetns(t)
 	var log bytes.Buffer
-	e, err := New(klog.New(&log), t.TempDir())
+	bpffs := t.TempDir()
+	t.Cleanup(func() { unix.Unmount(bpffs, unix.MNT_DETACH) })
+	e, err := New(klog.New(&log), t.TempDir(), bpffs)
 	if err != nil {
 		t.Fatal(err)
 	}
