@@ -87,7 +87,7 @@ deps-vm:
 VMENV = BPFILTER_KERNEL=$(KERNEL_IMAGE) BPFILTER_MODROOT=$(MODROOT) BPFILTER_BUILD=$(BUILD)
 
 vmtest: module $(BUILD)/bpfilter-healthfail.ko deps-vm
-	$(VMENV) $(GO) test -count=1 -timeout 40m -v $(if $(RUN),-run $(RUN)) ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}
+	$(VMENV) $(GO) test -count=1 -timeout 40m -v $(if $(RUN),-run '$(RUN)') ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}
 
 # compat.h exists to compare kernel versions: only it may.
 CHECKPATCH = $(firstword $(wildcard $(KDIR)/source/scripts/checkpatch.pl $(KDIR)/scripts/checkpatch.pl)) \
