@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -361,5 +362,45 @@ func TestLiveCounters(t *testing.T) {
 	}
 	if old := ipt.DecodeCounters(mem.counters[0]); old[1] != (ipt.Counters{Pcnt: 2, Bcnt: 120}) {
 		t.Fatalf("old counters %+v", old)
+	}
+}
+
+func TestOnChangeAndRestore(t *testing.T) {
+	s := New()
+	type change struct {
+		netns uint32
+		n     int
+		kept0 ipt.Counters
+	}
+	var got []change
+	s.OnChange = func(netns uint32, tb *ipt.Table, kept []ipt.Counters) {
+		got = append(got, change{netns, tb.NumEntries(), kept[0]})
+	}
+	if status, _ := s.Sockopt(3, ipt.SoSetReplace, true, newMem(replaceBlob(t, 4))); status != 0 {
+		t.Fatal(status)
+	}
+	add := make([]ipt.Counters, replaceEntries)
+	add[0] = ipt.Counters{Pcnt: 2, Bcnt: 80}
+	if status, _ := s.Sockopt(3, ipt.SoSetAddCounters, true, newMem(ipt.MarshalCountersInfo("filter", add))); status != 0 {
+		t.Fatal(status)
+	}
+	// A refused call changes nothing and says nothing.
+	s.Sockopt(3, ipt.SoSetReplace, true, newMem(loopBlob(t)))
+	want := []change{{3, replaceEntries, ipt.Counters{}}, {3, replaceEntries, add[0]}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("OnChange calls %+v, want %+v", got, want)
+	}
+
+	// A new Tables takes the state back, as a restarted umh does.
+	tb, kept := s.Current(3)
+	s2 := New()
+	if err := s2.Restore(3, tb, kept); err != nil {
+		t.Fatal(err)
+	}
+	if got := getEntries(t, s2, 3); got.Entries[0].Counters != add[0] || got.NumEntries() != replaceEntries {
+		t.Fatalf("restored table: %d entries, first counters %+v", got.NumEntries(), got.Entries[0].Counters)
+	}
+	if err := s2.Restore(4, tb, kept[:1]); err == nil {
+		t.Fatal("Restore took counters that do not match the entries")
 	}
 }
