@@ -91,6 +91,12 @@ func dropUDP(t *testing.T) *ipt.Table {
 			t.Fatal(err)
 		}
 	}
+	return translate(t, b)
+}
+
+// translate lays b out and validates it, as a replace would.
+func translate(t *testing.T, b *ipt.Builder) *ipt.Table {
+	t.Helper()
 	blob, err := b.Replace(4, 0)
 	if err != nil {
 		t.Fatal(err)

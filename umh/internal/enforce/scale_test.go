@@ -22,19 +22,7 @@ func bigTable(t *testing.T, n int) *ipt.Table {
 			t.Fatal(err)
 		}
 	}
-	blob, err := b.Replace(4, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := ipt.ParseReplaceHeader(blob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := ipt.Translate(&h, blob[ipt.ReplaceSize:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tb
+	return translate(t, b)
 }
 
 // TestInstallLarge: 10,000 rules install, count, keep their state and

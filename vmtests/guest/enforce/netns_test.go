@@ -9,12 +9,10 @@ package enforce
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +22,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfilter/bpfilter/vmtests/guest/nettest"
 )
 
 // ns is a network namespace, referenced by this process through h, the
@@ -38,34 +38,8 @@ type ns struct {
 	closed  bool
 }
 
-// inNS runs f on a thread switched into h. If the thread cannot go back
-// to its namespace it stays locked, and dies with its goroutine.
-func inNS(h netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNS runs f on a thread switched into h.
+func inNS(h netns.NsHandle, f func() error) error { return nettest.RunIn(h, f) }
 
 func wrapNS(t *testing.T, name string, h netns.NsHandle) *ns {
 	t.Helper()
@@ -86,31 +60,8 @@ func wrapNS(t *testing.T, name string, h netns.NsHandle) *ns {
 // newNS makes a network namespace with lo up.
 func newNS(t *testing.T, name string) *ns {
 	t.Helper()
-	var h netns.NsHandle
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err = netns.New()
-		if err != nil {
-			// New may have switched the thread: it dies locked.
-			errc <- err
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	h, err := nettest.NewNamespace()
+	if err != nil {
 		t.Fatalf("new netns %s: %v", name, err)
 	}
 	n := wrapNS(t, name, h)

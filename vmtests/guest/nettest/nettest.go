@@ -147,10 +147,10 @@ func Setup(t testing.TB) *Topology {
 
 func (tp *Topology) setup(t testing.TB) error {
 	var err error
-	if tp.client, err = newNS(); err != nil {
+	if tp.client, err = NewNamespace(); err != nil {
 		return fmt.Errorf("client netns: %w", err)
 	}
-	if tp.server, err = newNS(); err != nil {
+	if tp.server, err = NewNamespace(); err != nil {
 		return fmt.Errorf("server netns: %w", err)
 	}
 	// No IPv6 on the new links: no router solicitations, no MLD.
@@ -323,9 +323,11 @@ func (tp *Topology) In(n Namespace, f func() error) error {
 	return tp.in(tp.client, f)
 }
 
-// in runs f on a thread in ns. A thread that cannot return to its own
+func (tp *Topology) in(ns netns.NsHandle, f func() error) error { return RunIn(ns, f) }
+
+// RunIn runs f on a thread in ns. A thread that cannot return to its own
 // namespace stays locked and ends with its goroutine.
-func (tp *Topology) in(ns netns.NsHandle, f func() error) error {
+func RunIn(ns netns.NsHandle, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -352,8 +354,9 @@ func (tp *Topology) in(ns netns.NsHandle, f func() error) error {
 	return <-errc
 }
 
-// newNS makes a network namespace and leaves the calling thread where it was.
-func newNS() (netns.NsHandle, error) {
+// NewNamespace makes a network namespace and leaves the calling thread
+// where it was.
+func NewNamespace() (netns.NsHandle, error) {
 	type res struct {
 		ns  netns.NsHandle
 		err error
