@@ -2,7 +2,6 @@ package codegen
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"sort"
 
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
@@ -11,20 +10,27 @@ import (
 // Classification. The entries are cut into segments at every chain start
 // (hook entries and ERROR entries), which is where jumps land. Within a
 // segment, an entry whose conditions include exact values (a source or
-// destination under a mask, a protocol, an exact tcp/udp port) gets a key:
-// those values, under the masks of its shape. The entries of one shape
-// form a group; each (group, segment, key) is a bucket in a hash map whose
-// value is the bucket's first entry, the others following in entry order
-// through the records' next field. Every other entry of the segment is on
-// the segment's linear list.
+// destination under a mask, a protocol, a tcp/udp port or port range)
+// gets keys: those values, under the masks of its shape. A port range is
+// cut into the aligned blocks of ports that it touches, of a size that
+// depends only on its width (portBlocks), so that ranges of similar width
+// share one shape whatever their alignment, and small ranges share the
+// shape of exact ports: the entry gets one key per block. The entries of
+// one shape form a group; each (group, segment, key) is a bucket in a hash
+// map whose value is the bucket's place in the lists map, where the
+// bucket's entries follow in entry order, ended by none. Every other entry
+// of the segment is on the segment's linear list, in the lists map too.
 //
-// A key is complete: a packet that an entry matches has the entry's key
-// under the entry's group masks. So the first entry at or after a position
-// that matches a packet is the lowest of, for each group, the first entry
-// of the packet's bucket that matches (each candidate is checked in full),
-// and the first entry of the linear list that matches. The cost of a
-// search is one hash lookup per group present in the segment, plus the
-// candidates checked, whatever the number of entries.
+// The keys are complete: a packet that an entry matches has one of the
+// entry's keys under the entry's group masks. So the first entry at or
+// after a position that matches a packet is the lowest of, for each
+// group, the first entry of the packet's bucket that matches (each
+// candidate is checked in full), and the first entry of the linear list
+// that matches. The cost of a search is one hash lookup per group present
+// in the segment, plus the candidates checked, whatever the number of
+// entries. Each group also has the bits on which all its keys agree: a
+// packet whose key differs there has no bucket, and the group is skipped
+// without a hash lookup.
 //
 // Skipping entries is only sound when no skipped entry could hotdrop the
 // packet: the program walks every entry instead (slow path) for the
@@ -38,6 +44,10 @@ const maxGroups = 64
 // which they go on the linear list: a hash lookup costs about as much as
 // checking a few entries.
 const minBucket = 4
+
+// maxBlocks is the most blocks a port range is cut into, and the most keys
+// an entry gets.
+const maxBlocks = 4
 
 type shape struct {
 	smask, dmask, pmask, spmask, dpmask uint32
@@ -60,8 +70,13 @@ func (k classKey) marshal() []byte {
 	return b
 }
 
-// entryShape is the shape of an entry and its key values (under the shape).
-func entryShape(e *ipt.Entry) (shape, classKey) {
+// fields are the key's values that packets decide (not group and segment).
+func (k classKey) fields() [4]uint32 { return [4]uint32{k.saddr, k.daddr, k.proto, k.ports} }
+
+// entryShape is the shape of an entry and its keys (values under the
+// shape; group and segment left zero). An entry without a shape has one
+// zero key.
+func entryShape(e *ipt.Entry) (shape, []classKey) {
 	var s shape
 	var k classKey
 	le := binary.LittleEndian
@@ -77,9 +92,8 @@ func entryShape(e *ipt.Entry) (shape, classKey) {
 		s.pmask = 0xFF
 		k.proto = uint32(e.IP.Proto)
 	}
+	keys := []classKey{k}
 	// The first tcp or udp match with a non-inverted port or port range.
-	// A range is keyed by the smallest aligned block of ports holding it
-	// (a mask on the port): every port of the range has the key.
 	for i := range e.Matches {
 		var sp, dp [2]uint16
 		var inv uint8
@@ -91,19 +105,73 @@ func entryShape(e *ipt.Entry) (shape, classKey) {
 		default:
 			continue
 		}
-		if m := rangeMask(sp); m != 0 && inv&ipt.TCPInvSrcPorts == 0 {
-			s.spmask = m
-			k.ports |= uint32(sp[0]) & m << 16
+		var sm, dm uint32
+		var sb, db []uint32
+		if inv&ipt.TCPInvSrcPorts == 0 {
+			sm, sb = portBlocks(sp)
 		}
-		if m := rangeMask(dp); m != 0 && inv&ipt.TCPInvDstPorts == 0 {
-			s.dpmask = m
-			k.ports |= uint32(dp[0]) & m
+		if inv&ipt.TCPInvDstPorts == 0 {
+			dm, db = portBlocks(dp)
 		}
-		if s.spmask|s.dpmask != 0 {
-			break
+		// At most maxBlocks keys: of two ranges, the one cut in fewer
+		// blocks if both together are too many.
+		if sm != 0 && dm != 0 && len(sb)*len(db) > maxBlocks {
+			if len(sb) < len(db) {
+				dm, db = 0, nil
+			} else {
+				sm, sb = 0, nil
+			}
 		}
+		if sm|dm == 0 {
+			continue
+		}
+		s.spmask, s.dpmask = sm, dm
+		if sb == nil {
+			sb = []uint32{0}
+		}
+		if db == nil {
+			db = []uint32{0}
+		}
+		keys = keys[:0]
+		for _, a := range sb {
+			for _, b := range db {
+				kk := k
+				kk.ports = a<<16 | b
+				keys = append(keys, kk)
+			}
+		}
+		break
 	}
-	return s, k
+	return s, keys
+}
+
+// maxBlockBits: ranges that need blocks of more than 1<<maxBlockBits
+// ports are not keyed.
+const maxBlockBits = 14
+
+// portBlocks cuts the port range r into aligned blocks of 1<<b ports,
+// b the smallest even number for which any range of r's width touches at
+// most maxBlocks blocks: ranges of up to 4 ports are exact ports (mask
+// 0xFFFF), of up to 13 blocks of 4, and so on. It returns the port mask
+// and the blocks' first ports, or mask 0 for no useful key (an empty range
+// matches no port and needs none).
+func portBlocks(r [2]uint16) (uint32, []uint32) {
+	if r[0] > r[1] {
+		return 0, nil
+	}
+	w := uint32(r[1]) - uint32(r[0]) // width - 1
+	for b := uint32(0); b <= maxBlockBits; b += 2 {
+		if w > (maxBlocks-1)<<b {
+			continue
+		}
+		mask := uint32(0xFFFF) << b & 0xFFFF
+		var blocks []uint32
+		for x := uint32(r[0]) >> b; x <= uint32(r[1])>>b; x++ {
+			blocks = append(blocks, x<<b)
+		}
+		return mask, blocks
+	}
+	return 0, nil
 }
 
 // segments cuts entries at chain starts: index 0, the valid hooks'
@@ -144,24 +212,39 @@ func segments(t *ipt.Table) (segOf []uint32, ends []uint32) {
 	return segOf, ends
 }
 
+// groupInfo is a keyed group: its masks, and the bits of the key fields
+// (saddr, daddr, proto, ports) on which all its keys agree.
+type groupInfo struct {
+	shape
+	agreeMask, agreeVal [4]uint32
+}
+
 // classification is the result of classify.
 type classification struct {
 	segOf   []uint32
 	segEnds []uint32
-	groups  []shape             // keyed groups, by id
+	groups  []groupInfo         // keyed groups, by id
 	group   []int               // by entry: its group id, -1 for the linear list
-	keys    []classKey          // by entry (valid when group >= 0)
-	heads   map[classKey]uint32 // bucket heads
-	ghead   []uint32            // by segment: first entry of its linear list
+	keys    [][]classKey        // by entry (valid when group >= 0)
+	heads   map[classKey]uint32 // bucket -> its place in lists
+	lists   []uint32            // buckets and linear lists, each ended by none
+	ghead   []uint32            // by segment: place of its linear list in lists, or none
 	gmask   []uint64            // by segment
-	next    []uint32            // by entry: next entry of its bucket or list
 	linear  int                 // entries on linear lists
 	bucketN map[classKey]int    // bucket sizes (statistics)
 }
 
+// listFirst is the first entry of the list at place pos, none for none.
+func (c *classification) listFirst(pos uint32) uint32 {
+	if pos == none {
+		return none
+	}
+	return c.lists[pos]
+}
+
 func classify(t *ipt.Table, linearOnly bool) *classification {
 	n := len(t.Entries)
-	c := &classification{group: make([]int, n), keys: make([]classKey, n), next: make([]uint32, n),
+	c := &classification{group: make([]int, n), keys: make([][]classKey, n),
 		heads: map[classKey]uint32{}, bucketN: map[classKey]int{}}
 	c.segOf, c.segEnds = segments(t)
 	nseg := len(c.segEnds)
@@ -198,51 +281,56 @@ func classify(t *ipt.Table, linearOnly bool) *classification {
 	id := map[shape]int{}
 	for g, s := range order {
 		id[s] = g
+		c.groups = append(c.groups, groupInfo{shape: s})
 	}
-	c.groups = order
-	// Lists, built backwards so that each is in entry order.
-	for s := range c.ghead {
-		c.ghead[s] = none
-	}
-	for i := n - 1; i >= 0; i-- {
+	// Buckets and linear lists, in entry order; buckets in the order of
+	// their first entry, so that the layout is deterministic.
+	buckets := map[classKey][]uint32{}
+	var bucketOrder []classKey
+	linear := make([][]uint32, nseg)
+	seen := make([]bool, len(c.groups))
+	for i := 0; i < n; i++ {
 		seg := c.segOf[i]
 		g, ok := id[shapes[i]]
-		if ok && count[segShape{seg, shapes[i]}] >= minBucket {
-			k := c.keys[i]
-			k.group, k.seg = uint32(g), seg
-			c.keys[i] = k
-			c.group[i] = g
-			head, have := c.heads[k]
-			if !have {
-				head = none
-			}
-			c.next[i] = head
-			c.heads[k] = uint32(i)
-			c.bucketN[k]++
-			c.gmask[seg] |= 1 << g
+		if !ok || count[segShape{seg, shapes[i]}] < minBucket {
+			c.group[i] = -1
+			linear[seg] = append(linear[seg], uint32(i))
+			c.linear++
 			continue
 		}
-		c.group[i] = -1
-		c.next[i] = c.ghead[seg]
-		c.ghead[seg] = uint32(i)
-		c.linear++
+		c.group[i] = g
+		c.gmask[seg] |= 1 << g
+		gi := &c.groups[g]
+		for j := range c.keys[i] {
+			k := &c.keys[i][j]
+			k.group, k.seg = uint32(g), seg
+			f := k.fields()
+			if !seen[g] {
+				seen[g] = true
+				gi.agreeMask = [4]uint32{^uint32(0), ^uint32(0), ^uint32(0), ^uint32(0)}
+				gi.agreeVal = f
+			}
+			for x := range f {
+				gi.agreeMask[x] &^= f[x] ^ gi.agreeVal[x]
+				gi.agreeVal[x] &= gi.agreeMask[x]
+			}
+			if _, have := buckets[*k]; !have {
+				bucketOrder = append(bucketOrder, *k)
+			}
+			buckets[*k] = append(buckets[*k], uint32(i))
+		}
+	}
+	for _, k := range bucketOrder {
+		c.heads[k] = uint32(len(c.lists))
+		c.bucketN[k] = len(buckets[k])
+		c.lists = append(append(c.lists, buckets[k]...), none)
+	}
+	for s := range c.ghead {
+		c.ghead[s] = none
+		if len(linear[s]) > 0 {
+			c.ghead[s] = uint32(len(c.lists))
+			c.lists = append(append(c.lists, linear[s]...), none)
+		}
 	}
 	return c
-}
-
-// maxRangeBits: ranges that need a block of more than 1<<maxRangeBits
-// ports are not keyed.
-const maxRangeBits = 12
-
-// rangeMask is the port mask of the smallest aligned block holding the
-// range r (0xFFFF for a single port), or 0 for no useful key.
-func rangeMask(r [2]uint16) uint32 {
-	if r[0] > r[1] {
-		return 0 // matches no port: no key needed, none given
-	}
-	k := bits.Len16(r[0] ^ r[1])
-	if k > maxRangeBits {
-		return 0
-	}
-	return 0xFFFF << k & 0xFFFF
 }

@@ -13,6 +13,7 @@ const (
 	mapClasses  = "classes"
 	mapSegs     = "segs"
 	mapGroups   = "groups"
+	mapLists    = "lists"
 	mapCounters = "counters"
 	mapIfnames  = "ifnames"
 	mapJStack   = "jstack"
@@ -142,7 +143,6 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 		}
 		for k, r := range er.recs {
 			putU32(r, recCont, none)
-			putU32(r, recNext, cl.next[i])
 			putU32(r, recAction, er.action)
 			putU32(r, recTarget, er.target)
 			putU32(r, recSeg, cl.segOf[i])
@@ -206,8 +206,9 @@ func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*e
 	for s, end := range cl.segEnds {
 		v := make([]byte, segSize)
 		putU32(v, segEnd, end)
-		putU32(v, segGHead, cl.ghead[s])
+		putU32(v, segGHead, cl.listFirst(cl.ghead[s]))
 		putU64(v, segGMask, cl.gmask[s])
+		putU32(v, segGPos, cl.ghead[s])
 		segs.Contents = append(segs.Contents, ebpf.MapKV{Key: uint32(s), Value: v})
 	}
 	groups := &ebpf.MapSpec{Name: mapGroups, Type: ebpf.Array, KeySize: 4, ValueSize: grpSize,
@@ -219,18 +220,31 @@ func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*e
 		putU32(v, grpPmask, s.pmask)
 		putU32(v, grpSpmask, s.spmask)
 		putU32(v, grpDpmask, s.dpmask)
+		for x := range s.agreeMask {
+			putU32(v, grpAMask+4*x, s.agreeMask[x])
+			putU32(v, grpAVal+4*x, s.agreeVal[x])
+		}
 		groups.Contents = append(groups.Contents, ebpf.MapKV{Key: uint32(g), Value: v})
 	}
-	classes := &ebpf.MapSpec{Name: mapClasses, Type: ebpf.Hash, KeySize: keySize, ValueSize: 4,
+	classes := &ebpf.MapSpec{Name: mapClasses, Type: ebpf.Hash, KeySize: keySize, ValueSize: clsSize,
 		MaxEntries: uint32(max(1, len(cl.heads)))}
-	for k, head := range cl.heads {
-		classes.Contents = append(classes.Contents, ebpf.MapKV{Key: k.marshal(), Value: head})
+	for k, pos := range cl.heads {
+		v := make([]byte, clsSize)
+		putU32(v, clsFirst, cl.lists[pos])
+		putU32(v, clsPos, pos)
+		classes.Contents = append(classes.Contents, ebpf.MapKV{Key: k.marshal(), Value: v})
+	}
+	lists := &ebpf.MapSpec{Name: mapLists, Type: ebpf.Array, KeySize: 4, ValueSize: 4,
+		MaxEntries: uint32(max(1, len(cl.lists)))}
+	for i, e := range cl.lists {
+		lists.Contents = append(lists.Contents, ebpf.MapKV{Key: uint32(i), Value: e})
 	}
 	return map[string]*ebpf.MapSpec{
 		mapRules:   rules,
 		mapSegs:    segs,
 		mapGroups:  groups,
 		mapClasses: classes,
+		mapLists:   lists,
 		mapCounters: {Name: mapCounters, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: cntSize,
 			MaxEntries: uint32(facts.numEntries)},
 		mapIfnames: ifnamesSpec(),

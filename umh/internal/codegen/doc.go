@@ -49,12 +49,16 @@
 // The search for the first matching entry is classified (classify.go): the
 // entries of a segment (a run between chain starts) that share a shape of
 // exact conditions (source and destination under masks, protocol, tcp/udp
-// port, or the aligned block of ports holding a port range) are hashed by
-// those values; a search costs one hash lookup per
-// shape present in the segment plus the candidates it checks in full, not
-// one check per rule. Other entries stay on a linear list. Packets on which
-// some match could hotdrop walk every entry (skipping one could skip the
-// hotdrop), as does everything with Options.Linear.
+// ports) are hashed by those values; a port range is keyed by each of the
+// (at most 4) aligned blocks of ports it touches, blocks whose size depends
+// only on the range's width, so that ranges of similar width share a
+// shape, and a bucket lists its entries in the lists map. A search costs
+// one hash lookup per shape present in the segment (fewer: a group whose
+// keys all agree on bits where the packet differs is skipped without one)
+// plus the candidates it checks in full, not one check per rule. Other
+// entries stay on a linear list. Packets on which some match could hotdrop
+// walk every entry (skipping one could skip the hotdrop), as does
+// everything with Options.Linear.
 //
 // # Verifier
 //

@@ -35,13 +35,12 @@ const (
 	recFlags   = 84  // ipt_ip.flags & IPT_F_FRAG
 	recInv     = 88  // ipt_ip.invflags
 	recCont    = 92  // next record of the same entry, or none
-	recNext    = 96  // next entry of the same bucket, or none
-	recAction  = 100 // act*
-	recTarget  = 104 // entry index of a jump or goto
-	recSeg     = 108 // segment of the entry
-	recKind    = 112 // kind* of the match held in this record
-	recNeed    = 116 // transport bytes the match reads (hotdrop below that)
-	recM       = 120 // match data, by kind:
+	recAction  = 96  // act*
+	recTarget  = 100 // entry index of a jump or goto
+	recSeg     = 104 // segment of the entry
+	recKind    = 108 // kind* of the match held in this record
+	recNeed    = 112 // transport bytes the match reads (hotdrop below that)
+	recM       = 116 // match data, by kind:
 	// kindPorts (tcp, udp): host-order port ranges, tcp flags
 	recSptLo = recM + 0
 	recSptHi = recM + 4
@@ -69,7 +68,7 @@ const (
 	recIRDMin  = recM + 12
 	recIRDMax  = recM + 16
 
-	recordSize = recMPRanges + 4*15 // 188
+	recordSize = recMPRanges + 4*15 // 184
 )
 
 // Actions of an entry's target.
@@ -99,20 +98,33 @@ const (
 
 // segs map value: a segment is a run of entries between chain starts.
 const (
-	segEnd   = 0 // last entry index of the segment
-	segGHead = 4 // first entry of the segment's linear list, or none
-	segGMask = 8 // u64: bit g set if group g has buckets in the segment
-	segSize  = 16
+	segEnd   = 0  // last entry index of the segment
+	segGHead = 4  // first entry of the segment's linear list, or none
+	segGMask = 8  // u64: bit g set if group g has buckets in the segment
+	segGPos  = 16 // place of the linear list in the lists map, or none
+	segSize  = 24
 )
 
-// groups map value: the masks of a group's key.
+// groups map value: the masks of a group's key, then the bits of the key
+// fields (saddr, daddr, proto, ports) on which all the group's keys agree
+// and their values.
 const (
 	grpSmask  = 0
 	grpDmask  = 4
 	grpPmask  = 8
 	grpSpmask = 12
 	grpDpmask = 16
-	grpSize   = 20
+	grpAMask  = 20 // 4 u32
+	grpAVal   = 36 // 4 u32
+	grpSize   = 52
+)
+
+// classes map value: a bucket's first entry and its place in the lists
+// map (an array of entry indices, each list ended by none).
+const (
+	clsFirst = 0
+	clsPos   = 4
+	clsSize  = 8
 )
 
 // classes map key: a group's key for a segment.
@@ -160,7 +172,7 @@ const (
 	stWR      = 108 // walk: record of the candidate being evaluated
 	stWBest   = 112 // walk: lowest matching entry found, or none
 	stWEnd    = 116 // walk: last entry to consider
-	stWLinear = 120 // walk: next candidate is c+1 (else the bucket's next)
+	stWLinear = 120 // walk: next candidate is c+1 (else the next in lists)
 	stSeg     = 124
 	stGMask   = 128 // u64
 	stSegEnd  = 136
@@ -171,7 +183,9 @@ const (
 	stOptLen  = 156 // th->doff*4 - 20
 	stOptBits = 160 // 256 bits: option kinds seen by tcp_find_option's walk
 	stOpts    = 192 // the option bytes (40)
-	stateSize = 232
+	stWL      = 232 // walk in lists: place of the candidate
+	stGPos    = 236 // place of the segment's linear list
+	stateSize = 240
 )
 
 // stOptSt values.

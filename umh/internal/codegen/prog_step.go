@@ -140,6 +140,9 @@ func (b *progBuilder) stepBeginFn() *fn {
 			st32(asm.R6, stGHead, asm.R1),
 			st32(asm.R6, stWC, asm.R1),
 			st32(asm.R6, stWR, asm.R1),
+			ld32(asm.R1, asm.R0, segGPos),
+			st32(asm.R6, stGPos, asm.R1),
+			st32(asm.R6, stWL, asm.R1),
 			st32imm(asm.R6, stWLinear, 0),
 			ld64(asm.R1, asm.R0, segGMask),
 			st64(asm.R6, stGMask, asm.R1),
@@ -175,6 +178,8 @@ func (b *progBuilder) stepListFn() *fn {
 		ld32(asm.R1, asm.R6, stGHead),
 		st32(asm.R6, stWC, asm.R1),
 		st32(asm.R6, stWR, asm.R1),
+		ld32(asm.R1, asm.R6, stGPos),
+		st32(asm.R6, stWL, asm.R1),
 	)
 	f.ret(0)
 	return f
@@ -331,18 +336,27 @@ func (b *progBuilder) groupBeginFn() *fn {
 		st32(asm.RFP, k+keyGroup, asm.R7),
 		ld32(asm.R1, asm.R6, stSeg),
 		st32(asm.RFP, k+keySeg, asm.R1),
-		ld32(asm.R1, asm.R6, stSaddr),
-		ld32(asm.R2, asm.R0, grpSmask),
-		asm.And.Reg(asm.R1, asm.R2),
-		st32(asm.RFP, k+keySaddr, asm.R1),
-		ld32(asm.R1, asm.R6, stDaddr),
-		ld32(asm.R2, asm.R0, grpDmask),
-		asm.And.Reg(asm.R1, asm.R2),
-		st32(asm.RFP, k+keyDaddr, asm.R1),
-		ld32(asm.R1, asm.R6, stProto),
-		ld32(asm.R2, asm.R0, grpPmask),
-		asm.And.Reg(asm.R1, asm.R2),
-		st32(asm.RFP, k+keyProto, asm.R1),
+	)
+	// Each field under the group's mask; a field that differs from the
+	// group's keys where they all agree has no bucket.
+	field := func(x, keyOff, grpMask int) {
+		f.emit(
+			ld32(asm.R2, asm.R0, grpMask),
+			asm.And.Reg(asm.R1, asm.R2),
+			st32(asm.RFP, k+keyOff, asm.R1),
+			ld32(asm.R2, asm.R0, grpAMask+4*x),
+			asm.And.Reg(asm.R1, asm.R2),
+			ld32(asm.R2, asm.R0, grpAVal+4*x),
+			asm.JNE.Reg(asm.R1, asm.R2, skip),
+		)
+	}
+	f.emit(ld32(asm.R1, asm.R6, stProto))
+	field(2, keyProto, grpPmask)
+	f.emit(ld32(asm.R1, asm.R6, stSaddr))
+	field(0, keySaddr, grpSmask)
+	f.emit(ld32(asm.R1, asm.R6, stDaddr))
+	field(1, keyDaddr, grpDmask)
+	f.emit(
 		ld32(asm.R1, asm.R6, stSport),
 		ld32(asm.R2, asm.R0, grpSpmask),
 		asm.And.Reg(asm.R1, asm.R2),
@@ -352,13 +366,19 @@ func (b *progBuilder) groupBeginFn() *fn {
 		asm.And.Reg(asm.R3, asm.R2),
 		asm.Or.Reg(asm.R1, asm.R3),
 		st32(asm.RFP, k+keyPorts, asm.R1),
+		ld32(asm.R2, asm.R0, grpAMask+12),
+		asm.And.Reg(asm.R1, asm.R2),
+		ld32(asm.R2, asm.R0, grpAVal+12),
+		asm.JNE.Reg(asm.R1, asm.R2, skip),
 	)
 	f.lookup(mapClasses, k)
 	f.emit(
 		asm.JEq.Imm(asm.R0, 0, skip),
-		ld32(asm.R1, asm.R0, 0),
+		ld32(asm.R1, asm.R0, clsFirst),
 		st32(asm.R6, stWC, asm.R1),
 		st32(asm.R6, stWR, asm.R1),
+		ld32(asm.R1, asm.R0, clsPos),
+		st32(asm.R6, stWL, asm.R1),
 	)
 	f.ret(beginWalk)
 	f.label(skip)

@@ -8,7 +8,7 @@ import (
 // walkOneFn evaluates one record: candidate entry stWC, record stWR (the
 // entry's own record, or one of its continuation records). A candidate
 // that fails moves to the next one: stWC+1 when walking linearly, the
-// record's next otherwise. Returns 1 to stop the walk. Registers: R6
+// next in the lists map otherwise. Returns 1 to stop the walk. Registers: R6
 // state, R7 record, R8 candidate, R9 record index.
 func (b *progBuilder) walkOneFn() *fn {
 	f := newGlobal(b.name(fnWalkOne), 1)
@@ -57,17 +57,29 @@ func (b *progBuilder) walkOneFn() *fn {
 	)
 	f.ret(1)
 
-	bucket, set := f.newLabel("bucket"), f.newLabel("set")
+	list, set := f.newLabel("list"), f.newLabel("set")
 	f.label(advance)
 	f.emit(
 		ld32(asm.R1, asm.R6, stWLinear),
-		asm.JEq.Imm(asm.R1, 0, bucket),
+		asm.JEq.Imm(asm.R1, 0, list),
 		asm.Mov.Reg(asm.R1, asm.R8),
 		asm.Add.Imm(asm.R1, 1),
 		asm.Ja.Label(set),
 	)
-	f.label(bucket)
-	f.emit(ld32(asm.R1, asm.R7, recNext))
+	// The next entry of the bucket or linear list: the next place in the
+	// lists map (a list ends with none, which stops the walk).
+	f.label(list)
+	f.emit(
+		ld32(asm.R1, asm.R6, stWL),
+		asm.Add.Imm(asm.R1, 1),
+		st32(asm.R6, stWL, asm.R1),
+		st32(asm.RFP, cbKey, asm.R1),
+	)
+	f.lookup(mapLists, cbKey)
+	f.emit(
+		asm.JEq.Imm(asm.R0, 0, stop),
+		ld32(asm.R1, asm.R0, 0),
+	)
 	f.label(set)
 	f.emit(
 		st32(asm.R6, stWC, asm.R1),
