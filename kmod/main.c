@@ -222,7 +222,13 @@ static int bpfilter_netdev_event(struct notifier_block *nb,
 	u32 netns = dev_net(dev)->ns.inum;
 	struct netdev_event *ev;
 
-	if (event != NETDEV_REGISTER && event != NETDEV_CHANGENAME)
+	/*
+	 * An unregister is reported too, so that the umh forgets the device
+	 * before another one can come with its ifindex (a device moved in
+	 * from another namespace keeps its ifindex).
+	 */
+	if (event != NETDEV_REGISTER && event != NETDEV_CHANGENAME &&
+	    event != NETDEV_UNREGISTER)
 		return NOTIFY_DONE;
 
 	spin_lock(&netdev_events_lock);

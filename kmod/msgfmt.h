@@ -18,7 +18,7 @@
 #define BPFILTER_CMD_HEALTH	0	/* get: answer 0 if healthy */
 #define BPFILTER_CMD_NETNS_EXIT	1	/* set: forget namespace netns */
 #define BPFILTER_CMD_SHUTDOWN	2	/* set: the module goes: undo all */
-#define BPFILTER_CMD_NETDEV	3	/* set: netns has a new interface */
+#define BPFILTER_CMD_NETDEV	3	/* set: netns's interfaces changed */
 
 struct mbox_request {
 	__u64 addr;	/* caller's optval, in the address space of pid */

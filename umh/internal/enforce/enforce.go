@@ -162,7 +162,8 @@ func (e *Enforcer) saveLocked(netns uint32, st *nsState) {
 	}
 }
 
-// Netdev attaches to the interfaces that appeared in netns.
+// Netdev follows the interfaces of netns: it attaches to new ones,
+// renames, and forgets those that are gone.
 func (e *Enforcer) Netdev(netns uint32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -171,7 +172,12 @@ func (e *Enforcer) Netdev(netns uint32) {
 		return
 	}
 	if err := st.att.Sync(); err != nil {
-		e.log.Errorf("netns %d: new interfaces: %v", netns, err)
+		if errors.Is(err, netnsfind.ErrNotFound) {
+			// Its last user left: its exit is on the way.
+			e.log.Debugf("netns %d: interfaces changed while it goes: %v", netns, err)
+		} else {
+			e.log.Errorf("netns %d: interfaces: %v", netns, err)
+		}
 	}
 	e.saveLocked(netns, st)
 }
