@@ -169,6 +169,22 @@ func TestLifeCycle(t *testing.T) {
 	if got := filtered(t, h); len(got) != 5 {
 		t.Fatalf("after Netdev, filters on %v", got)
 	}
+	// A deleted interface is forgotten on the next Netdev.
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ve"}, PeerName: "vf"}); err != nil {
+		t.Fatal(err)
+	}
+	e.Netdev(ino)
+	ve, err := h.LinkByName("ve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkDel(ve); err != nil {
+		t.Fatal(err)
+	}
+	e.Netdev(ino)
+	if as, err := e.ns[ino].att.State(); err != nil || len(as.Links) != 5 {
+		t.Fatalf("links after a deletion: %+v, %v", as.Links, err)
+	}
 
 	if !isBPFFS(t, bpffs) {
 		t.Fatalf("no bpffs mounted at %s", bpffs)
