@@ -1,0 +1,103 @@
+package codegen
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/bpfilter/bpfilter/umh/internal/ipt"
+)
+
+// benchAll is set to a non-empty string by `make bench`, which links the
+// guest's test binary with -ldflags -X (vmtests/bench_test.go). The VM's
+// test runner always passes -test.bench=., so TestCodegen runs
+// BenchmarkMatchLast too: without benchAll, the VM measures only the
+// single-shape table at 1 and 10,000 rules, which keeps `make vmtest`
+// short. On the host the benchmark runs only when asked for, in full.
+var benchAll string
+
+// matchLastSizes are the rule counts of the per-packet benchmark.
+var matchLastSizes = []int{1, 100, 1000, 10000}
+
+// matchLastTables are the tables of the per-packet benchmark: the
+// classifier with rules of one shape, the same rules spread over 100 user
+// chains, rules of five shapes (one of them port ranges, which stay
+// linear), and the linear walk for comparison.
+var matchLastTables = []struct {
+	name   string
+	linear bool
+	tb     func(t testing.TB, n int) *ipt.Table
+}{
+	{"classified", false, func(t testing.TB, n int) *ipt.Table { return matchLast(t, n, 1) }},
+	{"classified-100chains", false, func(t testing.TB, n int) *ipt.Table {
+		if n < 100 {
+			return matchLastChains(t, n, 1)
+		}
+		return matchLastChains(t, n, 100)
+	}},
+	{"classified-5shapes", false, func(t testing.TB, n int) *ipt.Table { return matchLast(t, n, 5) }},
+	{"linear", true, func(t testing.TB, n int) *ipt.Table { return matchLast(t, n, 1) }},
+}
+
+// BenchmarkMatchLast is the per-packet cost of the INPUT program for
+// 1..10,000 rules with only the last one matching, by BPF_PROG_TEST_RUN:
+// each iteration runs the program `repeat` times in the kernel, which
+// reports the mean time of one run. The metrics: ns/packet, the median of
+// those means over the iterations (a machine shared with other work
+// stalls now and then, and a median shrugs that off), and x1rule, that
+// cost divided by the same table's cost at 1 rule in the same run.
+func BenchmarkMatchLast(b *testing.B) {
+	needBPF(b)
+	frame := lastPacket().frame()
+	tables, sizes := matchLastTables, matchLastSizes
+	if inVM && benchAll == "" {
+		tables, sizes = tables[:1], []int{1, 10000}
+	}
+	for _, v := range tables {
+		var one float64 // ns/packet of this table at 1 rule
+		for _, n := range sizes {
+			b.Run(fmt.Sprintf("%s/%d", v.name, n), func(b *testing.B) {
+				l := load(b, v.tb(b, n), Options{Linear: v.linear})
+				prog := l.objs.Program(ipt.HookLocalIn)
+				repeat := 20000
+				if v.linear && n >= 1000 {
+					repeat = 200
+				}
+				per := make([]time.Duration, 0, b.N)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					ret, d, err := prog.Benchmark(frame, repeat, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if ret != tcActOK {
+						b.Fatalf("verdict %s", verdictName(ret))
+					}
+					per = append(per, d)
+				}
+				b.StopTimer()
+				ns := float64(median(per).Nanoseconds())
+				b.ReportMetric(ns, "ns/packet")
+				if n == 1 {
+					one = ns
+				} else if one > 0 {
+					b.ReportMetric(ns/one, "x1rule")
+				}
+			})
+		}
+	}
+}
+
+// median of ds (which it sorts); the mean of the middle two for an even count.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	m := len(ds) / 2
+	if len(ds)%2 == 0 {
+		return (ds[m-1] + ds[m]) / 2
+	}
+	return ds[m]
+}
