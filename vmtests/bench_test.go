@@ -3,18 +3,156 @@
 package vmtests
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/bpfilter/bpfilter/vmtests/vm"
+	"golang.org/x/sys/unix"
 )
 
-// TestBench boots the test kernel and runs the benchmarks of
-// vmtests/guest/bench inside it (`make bench`); it is not part of
-// `make test`. The numbers are in the guest output.
+const codegenPkg = "github.com/bpfilter/bpfilter/umh/internal/codegen"
+
+// TestBench is `make bench` (not part of `make test`), all in one run:
+//
+//  1. host: the code generator's per-packet benchmark (BenchmarkMatchLast,
+//     BPF_PROG_TEST_RUN) on this machine's kernel, as root;
+//  2. VM: the same benchmark on the 6.1 test kernel, every table and size
+//     (the guest binary is linked with codegen.benchAll set: without it,
+//     TestCodegen measures only two sizes);
+//  3. VM: vmtests/guest/bench, bpfilter against ip_tables: the packet
+//     rate through veth pairs, restore to enforcement, and the timing of
+//     iptables-legacy-restore, -L and -S.
+//
+// The per-packet tables are printed at the end, as README shows them; the
+// guest's tables are in its tests' output.
 func TestBench(t *testing.T) {
-	vm.GuestTests{
-		Pkg:     "github.com/bpfilter/bpfilter/vmtests/guest/bench",
-		Timeout: 20 * time.Minute,
-	}.Run(t)
+	cfg, err := vm.ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var host, guest map[string]perPacket
+	t.Run("host-per-packet", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Fatal("the host's per-packet benchmark needs root (BPF_PROG_TEST_RUN): run make bench as root")
+		}
+		cmd := exec.Command("go", "test", "-count=1", "-run=^$", "-bench=^BenchmarkMatchLast$", codegenPkg)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go test -bench: %v\n%s", err, out)
+		}
+		t.Logf("\n%s", out)
+		host = parsePerPacket(t, string(out))
+	})
+	t.Run("vm-per-packet", func(t *testing.T) {
+		flags := strings.TrimSpace(os.Getenv("GOFLAGS") + " -ldflags=-X=" + codegenPkg + ".benchAll=1")
+		t.Setenv("GOFLAGS", flags)
+		vm.GuestTests{Pkg: codegenPkg, Timeout: 15 * time.Minute}.Run(t)
+		serial, err := os.ReadFile(filepath.Join(cfg.Build, "vmtest-codegen.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		guest = parsePerPacket(t, string(serial))
+	})
+	t.Run("vm-iptables", func(t *testing.T) {
+		vm.GuestTests{
+			Pkg:     "github.com/bpfilter/bpfilter/vmtests/guest/bench",
+			Timeout: 30 * time.Minute,
+		}.Run(t)
+	})
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	rel, _ := cfg.Release()
+	if host != nil {
+		t.Logf("per-packet cost, host (Linux %s, JIT), %s:\n%s", unix.ByteSliceToString(uts.Release[:]),
+			time.Now().Format("2006-01-02"), perPacketTable(host))
+	}
+	if guest != nil {
+		t.Logf("per-packet cost, VM (Linux %s under TCG):\n%s", rel, perPacketTable(guest))
+	}
+}
+
+// perPacket is one result of BenchmarkMatchLast.
+type perPacket struct {
+	ns, x1rule float64
+}
+
+var (
+	perPacketRE = regexp.MustCompile(`^BenchmarkMatchLast/([\w-]+)/(\d+)(?:-\d+)?\s+\d+\s+[\d.]+ ns/op\s+([\d.]+) ns/packet(?:\s+([\d.]+) x1rule)?`)
+	// the tables and sizes of BenchmarkMatchLast, in README's order
+	perPacketTables = []struct{ name, title string }{
+		{"classified", "one shape"},
+		{"classified-100chains", "100 user chains"},
+		{"classified-5shapes", "5 mixed shapes"},
+		{"linear", "linear walk (comparison)"},
+	}
+	perPacketSizes = []int{1, 100, 1000, 10000}
+)
+
+// parsePerPacket reads BenchmarkMatchLast's results from out, keyed
+// "table/rules", and fails t unless every table and size is there.
+func parsePerPacket(t *testing.T, out string) map[string]perPacket {
+	t.Helper()
+	res := map[string]perPacket{}
+	for _, l := range strings.Split(out, "\n") {
+		m := perPacketRE.FindStringSubmatch(strings.TrimSpace(l))
+		if m == nil {
+			continue
+		}
+		var r perPacket
+		r.ns, _ = strconv.ParseFloat(m[3], 64)
+		if m[4] != "" {
+			r.x1rule, _ = strconv.ParseFloat(m[4], 64)
+		}
+		res[m[1]+"/"+m[2]] = r
+	}
+	for _, tb := range perPacketTables {
+		for _, n := range perPacketSizes {
+			if _, ok := res[fmt.Sprintf("%s/%d", tb.name, n)]; !ok {
+				t.Errorf("no result for BenchmarkMatchLast/%s/%d", tb.name, n)
+			}
+		}
+	}
+	return res
+}
+
+// perPacketTable is res as a markdown table: ns/packet and, beyond 1 rule,
+// the ratio to the same table's cost at 1 rule.
+func perPacketTable(res map[string]perPacket) string {
+	var b strings.Builder
+	b.WriteString("| rules |")
+	for _, tb := range perPacketTables {
+		b.WriteString(" " + tb.title + " |")
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(perPacketTables)) + "\n")
+	for _, n := range perPacketSizes {
+		fmt.Fprintf(&b, "| %s |", commas(n))
+		for _, tb := range perPacketTables {
+			r, ok := res[fmt.Sprintf("%s/%d", tb.name, n)]
+			switch {
+			case !ok:
+				b.WriteString(" - |")
+			case n == 1:
+				fmt.Fprintf(&b, " %s ns |", commas(int(r.ns+0.5)))
+			default:
+				fmt.Fprintf(&b, " %s ns (%.1fx) |", commas(int(r.ns+0.5)), r.x1rule)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func commas(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -1,10 +1,13 @@
 //go:build vmguest
 
-// Package bench holds the guest side of the iptables benchmarks:
-// iptables-legacy-restore, -L and -S of many rules, against bpfilter and
-// against ip_tables in the same VM. `make bench` runs them. The timed
-// loops run with request_module disabled (gt.NoModprobe), so that
-// ip_tables is not charged for the kernel asking for bpfilter first.
+// Package bench holds the guest side of the iptables benchmarks,
+// bpfilter against ip_tables in the same VM (`make bench` runs them):
+// iptables-legacy-restore, -L and -S of many rules (the Benchmark
+// functions), the packet rate through the VM's veth pairs
+// (TestThroughput) and the time from a restore to enforcement
+// (TestRestoreToEnforcement). Timed parts run with request_module
+// disabled (gt.NoModprobe, gt.DisableModprobe), so that ip_tables is not
+// charged for the kernel asking for bpfilter first.
 package bench
 
 import (

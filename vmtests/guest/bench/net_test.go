@@ -1,0 +1,374 @@
+//go:build vmguest
+
+package bench
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// The traffic benchmarks run through the VM's initial network namespace,
+// the DUT, whose filter table iptables-legacy sets (bpfilter's or
+// ip_tables'). Two namespaces hang off it by veth pairs:
+//
+//	src  s0 172.16.1.2/24 ---- dut-s 172.16.1.1/24  DUT  dut-d 172.16.2.1/24 ---- d0 172.16.2.2/24  dst
+//
+// Forwarding: src sends to dst (172.16.2.2) through the DUT, whose
+// FORWARD chain judges the packets. Local delivery: src sends to the DUT
+// (172.16.1.1), whose INPUT chain judges them. Neither src nor dst has a
+// filter table of its own (ip_tables instantiates one per namespace only
+// when iptables touches it), so only the DUT filters.
+const (
+	srcAddr   = "172.16.1.2"
+	dutSrcEnd = "172.16.1.1"
+	dutDstEnd = "172.16.2.1"
+	dstAddr   = "172.16.2.2"
+	flowPort  = 9000 // the benchmark datagrams' destination port
+	probePort = 7000 // the enforcement probes' destination port
+)
+
+// ns is a network namespace made for a benchmark.
+type ns struct {
+	h  netns.NsHandle
+	nl *netlink.Handle
+}
+
+// do runs f on a thread in n. A thread that cannot go back stays locked
+// and dies with its goroutine.
+func (n *ns) do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(n.h); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		ferr := f()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// newNS makes a network namespace with lo up; it goes when t ends.
+func newNS(t testing.TB) *ns {
+	t.Helper()
+	var h netns.NsHandle
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if h, err = netns.New(); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		if err := netns.Set(orig); err != nil {
+			errc <- err // the thread stays locked: it dies
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatalf("new netns: %v", err)
+	}
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &ns{h: h, nl: nl}
+	t.Cleanup(func() { nl.Close(); h.Close() })
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// topology is the DUT with its two neighbours.
+type topology struct {
+	src, dst *ns
+}
+
+// newTopology builds the namespaces and veth pairs of the picture above,
+// with forwarding on in the DUT; they go when t ends.
+func newTopology(t testing.TB) *topology {
+	t.Helper()
+	dut, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dut.Close)
+	top := &topology{src: newNS(t), dst: newNS(t)}
+	link := func(dutName, dutAddr string, peer *ns, peerName, peerAddr string) {
+		err := dut.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: dutName}, PeerName: peerName,
+			PeerNamespace: netlink.NsFd(int(peer.h))})
+		if err != nil {
+			t.Fatalf("veth %s/%s: %v", dutName, peerName, err)
+		}
+		t.Cleanup(func() {
+			if l, err := dut.LinkByName(dutName); err == nil {
+				_ = dut.LinkDel(l)
+			}
+		})
+		for _, e := range []struct {
+			nl         *netlink.Handle
+			name, addr string
+		}{{dut, dutName, dutAddr}, {peer.nl, peerName, peerAddr}} {
+			l, err := e.nl.LinkByName(e.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := netlink.ParseAddr(e.addr + "/24")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.nl.AddrAdd(l, a); err != nil {
+				t.Fatalf("%s: addr %s: %v", e.name, e.addr, err)
+			}
+			if err := e.nl.LinkSetUp(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l, err := peer.nl.LinkByName(peerName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.nl.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(dutAddr)}); err != nil {
+			t.Fatalf("default route via %s: %v", dutAddr, err)
+		}
+	}
+	link("dut-s", dutSrcEnd, top.src, "s0", srcAddr)
+	link("dut-d", dutDstEnd, top.dst, "d0", dstAddr)
+	writeSysctl(t, "/proc/sys/net/ipv4/ip_forward", "1")
+	// Let the receivers' sockets hold a burst, so that what they count is
+	// what the DUT let through rather than what a small buffer kept.
+	writeSysctl(t, "/proc/sys/net/core/rmem_max", "8388608")
+	return top
+}
+
+// writeSysctl sets a sysctl of the DUT and puts it back when t ends.
+func writeSysctl(t testing.TB, file, v string) {
+	t.Helper()
+	old, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(v+"\n"), 0o644); err != nil {
+		t.Fatalf("%s=%s: %v", file, v, err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(file, old, 0o644) })
+}
+
+// udpConn is a UDP socket made in n (nil: the DUT), bound to laddr and,
+// if raddr is set, connected to it. A socket stays in the namespace it
+// was made in, whichever thread uses it later.
+func udpConn(t testing.TB, n *ns, laddr, raddr string) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	mk := func() error {
+		la, err := net.ResolveUDPAddr("udp4", laddr)
+		if err != nil {
+			return err
+		}
+		if raddr == "" {
+			c, err = net.ListenUDP("udp4", la)
+			return err
+		}
+		ra, err := net.ResolveUDPAddr("udp4", raddr)
+		if err != nil {
+			return err
+		}
+		c, err = net.DialUDP("udp4", la, ra)
+		return err
+	}
+	var err error
+	if n == nil {
+		err = mk()
+	} else {
+		err = n.do(mk)
+	}
+	if err != nil {
+		t.Fatalf("udp %s -> %s: %v", laddr, raddr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// payloadSize is the UDP payload of the benchmark datagrams (64 bytes of
+// IP: a minimal packet as packet-rate figures usually count it).
+const payloadSize = 64 - 20 - 8
+
+// receiver counts the datagrams of one measurement (those that carry its
+// tag in their first 4 bytes) arriving on c, until stopped.
+type receiver struct {
+	c    *net.UDPConn
+	tag  uint32
+	n    atomic.Int64
+	last atomic.Int64 // UnixNano of the latest datagram
+	seq  atomic.Int64 // highest sequence number seen (bytes 4..12), -1 if none
+	stop atomic.Bool
+	done chan error
+}
+
+func startReceiver(c *net.UDPConn, tag uint32) *receiver {
+	r := &receiver{c: c, tag: tag, done: make(chan error, 1)}
+	r.seq.Store(-1)
+	go func() {
+		buf := make([]byte, 2048)
+		for !r.stop.Load() {
+			_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			k, err := c.Read(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				r.done <- err
+				return
+			}
+			if k < 12 || binary.BigEndian.Uint32(buf) != tag {
+				continue
+			}
+			r.n.Add(1)
+			r.last.Store(time.Now().UnixNano())
+			if s := int64(binary.BigEndian.Uint64(buf[4:])); s > r.seq.Load() {
+				r.seq.Store(s)
+			}
+		}
+		r.done <- nil
+	}()
+	return r
+}
+
+// quiet waits until no datagram has come for d (at most max), and tells
+// whether that happened.
+func (r *receiver) quiet(d, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		last := time.Unix(0, r.last.Load())
+		if time.Since(last) >= d {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+func (r *receiver) close(t testing.TB) {
+	t.Helper()
+	r.stop.Store(true)
+	if err := <-r.done; err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+}
+
+// newTag is a random tag for one measurement's datagrams.
+func newTag() uint32 { return rand.Uint32() | 1 }
+
+// flood sends datagrams of tag on c for d, as fast as one thread can, and
+// returns how many writes succeeded and how many failed.
+func flood(c *net.UDPConn, tag uint32, d time.Duration) (sent, failed int64) {
+	buf := make([]byte, payloadSize)
+	binary.BigEndian.PutUint32(buf, tag)
+	end := time.Now().Add(d)
+	for {
+		for i := 0; i < 64; i++ {
+			binary.BigEndian.PutUint64(buf[4:], uint64(sent+failed))
+			if _, err := c.Write(buf); err != nil {
+				failed++
+			} else {
+				sent++
+			}
+		}
+		if time.Now().After(end) {
+			return sent, failed
+		}
+	}
+}
+
+// prober sends one datagram of tag every interval on c, numbered from 0,
+// and remembers when it sent each.
+type prober struct {
+	mu    sync.Mutex
+	sent  []time.Time // by sequence number
+	stop  chan struct{}
+	done  chan struct{}
+	fails int
+}
+
+func startProber(c *net.UDPConn, tag uint32, interval time.Duration) *prober {
+	p := &prober{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		buf := make([]byte, payloadSize)
+		binary.BigEndian.PutUint32(buf, tag)
+		for {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			p.mu.Lock()
+			seq := len(p.sent)
+			binary.BigEndian.PutUint64(buf[4:], uint64(seq))
+			now := time.Now()
+			if _, err := c.Write(buf); err != nil {
+				p.fails++
+			} else {
+				p.sent = append(p.sent, now)
+			}
+			p.mu.Unlock()
+			time.Sleep(interval)
+		}
+	}()
+	return p
+}
+
+// halt stops p and returns the send times of its datagrams.
+func (p *prober) halt() (sent []time.Time, fails int) {
+	close(p.stop)
+	<-p.done
+	return p.sent, p.fails
+}
+
+// count is how many datagrams p has sent so far.
+func (p *prober) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sent)
+}
