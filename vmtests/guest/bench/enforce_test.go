@@ -5,7 +5,6 @@ package bench
 import (
 	"fmt"
 	"net"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,7 +16,7 @@ import (
 
 const (
 	enforceRulesN  = 10000
-	enforceReps    = 5
+	enforceReps    = 7
 	probeInterval  = time.Millisecond
 	probeQuiet     = 500 * time.Millisecond // no probe for this long: they are dropped
 	probesAfter    = 20                     // and at least this many were sent meanwhile
@@ -47,12 +46,14 @@ func enforceRules(n int) string {
 // was sent (the probe after the last one that arrived; that none arrived
 // after it, for probeQuiet and at least probesAfter probes, confirms the
 // drop). The last rule's counter must count exactly the dropped probes.
-// The backends take turns, enforceReps times; the table shows medians.
+// The backends take turns, enforceReps times; the table shows the medians of the
+// times and of the reps' ratios.
 func TestRestoreToEnforcement(t *testing.T) {
-	top := newTopology(t)
+	l := newLane(t)
 	in := enforceRules(enforceRulesN)
 	type times struct{ restore, enforce []time.Duration }
 	res := map[gt.Backend]*times{gt.IPTables: {}, gt.Bpfilter: {}}
+	var restoreRatios, enforceRatios []float64 // bpfilter / ip_tables, per rep
 	for rep := 0; rep < enforceReps; rep++ {
 		order := backends
 		if rep%2 == 1 {
@@ -62,7 +63,7 @@ func TestRestoreToEnforcement(t *testing.T) {
 			gt.Use(t, be)
 			gt.MustRun(t, "modprobe", "xt_tcpudp")
 			restore := gt.DisableModprobe(t)
-			r, e := enforceOnce(t, top, in)
+			r, e := enforceOnce(t, l, in)
 			restore()
 			gt.Ensure(t, be)
 			t.Logf("rep %d, %s: restore returned after %v, probes dropped from %v", rep+1, be,
@@ -70,6 +71,9 @@ func TestRestoreToEnforcement(t *testing.T) {
 			res[be].restore = append(res[be].restore, r)
 			res[be].enforce = append(res[be].enforce, e)
 		}
+		ratio := func(ds []time.Duration) float64 { return float64(ds[rep]) }
+		restoreRatios = append(restoreRatios, ratio(res[gt.Bpfilter].restore)/ratio(res[gt.IPTables].restore))
+		enforceRatios = append(enforceRatios, ratio(res[gt.Bpfilter].enforce)/ratio(res[gt.IPTables].enforce))
 	}
 	med := func(ds []time.Duration) time.Duration {
 		f := make([]float64, len(ds))
@@ -85,22 +89,21 @@ func TestRestoreToEnforcement(t *testing.T) {
 	fmt.Fprintf(&tb, "iptables-legacy-restore of %s rules over an empty table, from its start; median of %d:\n",
 		thousands(enforceRulesN), enforceReps)
 	tb.WriteString("| until | ip_tables | bpfilter | bpfilter / ip_tables |\n|---|---|---|---|\n")
-	fmt.Fprintf(&tb, "| the command returns | %s | %s | %.2f |\n", ms(iptR), ms(bpfR), float64(bpfR)/float64(iptR))
-	fmt.Fprintf(&tb, "| the probe is dropped | %s | %s | %.2f |\n", ms(iptE), ms(bpfE), float64(bpfE)/float64(iptE))
+	fmt.Fprintf(&tb, "| the command returns | %s | %s | %.2f |\n", ms(iptR), ms(bpfR), medianF(restoreRatios))
+	fmt.Fprintf(&tb, "| the probe is dropped | %s | %s | %.2f |\n", ms(iptE), ms(bpfE), medianF(enforceRatios))
 	t.Log("\n" + tb.String())
 }
 
 // enforceOnce empties the table, checks that probes pass, restores in and
-// returns how long the command took and when the probes began to drop.
-func enforceOnce(t *testing.T, top *topology, in string) (restore, enforce time.Duration) {
+// returns how long the command took and when the probes began to drop;
+// it leaves the table empty.
+func enforceOnce(t *testing.T, l *lane, in string) (restore, enforce time.Duration) {
 	t.Helper()
-	if out, err := gt.Restore(gt.EmptyFilter); err != nil {
-		t.Fatalf("restore the empty table: %v: %s", err, out)
-	}
+	l.dut.restore(t, gt.EmptyFilter)
 	to := net.JoinHostPort(dstAddr, strconv.Itoa(probePort))
-	rc := udpConn(t, top.dst, to, "")
+	rc := udpConn(t, l.dst, to, "")
 	defer rc.Close()
-	sc := udpConn(t, top.src, srcAddr+":0", to)
+	sc := udpConn(t, l.src, srcAddr+":0", to)
 	defer sc.Close()
 	tag := newTag()
 	r := startReceiver(rc, tag)
@@ -117,10 +120,8 @@ func enforceOnce(t *testing.T, top *topology, in string) (restore, enforce time.
 		t.Fatalf("probes do not pass the empty table (%d of %d arrived)", r.n.Load(), p.count())
 	}
 
-	cmd := exec.Command("iptables-legacy-restore")
-	cmd.Stdin = strings.NewReader(in)
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	out, err := l.dut.run(in, "iptables-legacy-restore")
 	restore = time.Since(start)
 	if err != nil {
 		t.Fatalf("restore %d rules: %v: %s", enforceRulesN, err, out)
@@ -143,19 +144,21 @@ func enforceOnce(t *testing.T, top *topology, in string) (restore, enforce time.
 	}
 	// Every probe from the first dropped one on is the last rule's.
 	want := int64(len(sent) - first)
-	if got := lastRulePackets(t, "FORWARD"); got != want {
+	if got := lastRulePackets(t, l.dut, "FORWARD"); got != want {
 		t.Fatalf("the last rule counted %d packets; %d probes were dropped (%d sent, first dropped: #%d)",
 			got, want, len(sent), first)
 	}
+	// Emptied, an ip_tables table no longer pins iptable_filter.
+	l.dut.restore(t, gt.EmptyFilter)
 	return restore, enforce
 }
 
 var ruleCountersRE = regexp.MustCompile(`^\s*(\d+)\s+(\d+)\s+DROP\b`)
 
 // lastRulePackets reads the packet counter of chain's last rule.
-func lastRulePackets(t *testing.T, chain string) int64 {
+func lastRulePackets(t *testing.T, dut *ns, chain string) int64 {
 	t.Helper()
-	out := strings.TrimRight(gt.MustRun(t, "iptables-legacy", "-t", "filter", "-L", chain, "-v", "-x", "-n"), "\n")
+	out := strings.TrimRight(dut.mustRun(t, "", "iptables-legacy", "-t", "filter", "-L", chain, "-v", "-x", "-n"), "\n")
 	last := out[strings.LastIndexByte(out, '\n')+1:]
 	m := ruleCountersRE.FindStringSubmatch(last)
 	if m == nil {

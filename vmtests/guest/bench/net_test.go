@@ -3,12 +3,15 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,17 +22,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The traffic benchmarks run through the VM's initial network namespace,
-// the DUT, whose filter table iptables-legacy sets (bpfilter's or
-// ip_tables'). Two namespaces hang off it by veth pairs:
+// The traffic benchmarks send through a lane of three network namespaces
+// joined by veth pairs, the middle one being the DUT, whose filter table
+// iptables-legacy sets (bpfilter's or ip_tables'):
 //
 //	src  s0 172.16.1.2/24 ---- dut-s 172.16.1.1/24  DUT  dut-d 172.16.2.1/24 ---- d0 172.16.2.2/24  dst
 //
 // Forwarding: src sends to dst (172.16.2.2) through the DUT, whose
 // FORWARD chain judges the packets. Local delivery: src sends to the DUT
-// (172.16.1.1), whose INPUT chain judges them. Neither src nor dst has a
-// filter table of its own (ip_tables instantiates one per namespace only
-// when iptables touches it), so only the DUT filters.
+// (172.16.1.1), whose INPUT chain judges them. Only the DUT filters:
+// ip_tables instantiates its filter table in a namespace only when
+// iptables asks for it there, and bpfilter attaches only in the
+// namespaces whose table it was given. Lanes are alike and independent,
+// so that several can hold different tables at once.
 const (
 	srcAddr   = "172.16.1.2"
 	dutSrcEnd = "172.16.1.1"
@@ -119,37 +124,27 @@ func newNS(t testing.TB) *ns {
 	return n
 }
 
-// topology is the DUT with its two neighbours.
-type topology struct {
-	src, dst *ns
+// lane is a DUT with its two neighbours.
+type lane struct {
+	src, dut, dst *ns
 }
 
-// newTopology builds the namespaces and veth pairs of the picture above,
-// with forwarding on in the DUT; they go when t ends.
-func newTopology(t testing.TB) *topology {
+// newLane builds the namespaces and veth pairs of the picture above, with
+// forwarding on in the DUT; they go when t ends.
+func newLane(t testing.TB) *lane {
 	t.Helper()
-	dut, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dut.Close)
-	top := &topology{src: newNS(t), dst: newNS(t)}
+	l := &lane{src: newNS(t), dut: newNS(t), dst: newNS(t)}
 	link := func(dutName, dutAddr string, peer *ns, peerName, peerAddr string) {
-		err := dut.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: dutName}, PeerName: peerName,
+		err := l.dut.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: dutName}, PeerName: peerName,
 			PeerNamespace: netlink.NsFd(int(peer.h))})
 		if err != nil {
 			t.Fatalf("veth %s/%s: %v", dutName, peerName, err)
 		}
-		t.Cleanup(func() {
-			if l, err := dut.LinkByName(dutName); err == nil {
-				_ = dut.LinkDel(l)
-			}
-		})
 		for _, e := range []struct {
 			nl         *netlink.Handle
 			name, addr string
-		}{{dut, dutName, dutAddr}, {peer.nl, peerName, peerAddr}} {
-			l, err := e.nl.LinkByName(e.name)
+		}{{l.dut.nl, dutName, dutAddr}, {peer.nl, peerName, peerAddr}} {
+			link, err := e.nl.LinkByName(e.name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,31 +152,71 @@ func newTopology(t testing.TB) *topology {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := e.nl.AddrAdd(l, a); err != nil {
+			if err := e.nl.AddrAdd(link, a); err != nil {
 				t.Fatalf("%s: addr %s: %v", e.name, e.addr, err)
 			}
-			if err := e.nl.LinkSetUp(l); err != nil {
+			if err := e.nl.LinkSetUp(link); err != nil {
 				t.Fatal(err)
 			}
 		}
-		l, err := peer.nl.LinkByName(peerName)
+		pl, err := peer.nl.LinkByName(peerName)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := peer.nl.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(dutAddr)}); err != nil {
+		if err := peer.nl.RouteAdd(&netlink.Route{LinkIndex: pl.Attrs().Index, Gw: net.ParseIP(dutAddr)}); err != nil {
 			t.Fatalf("default route via %s: %v", dutAddr, err)
 		}
 	}
-	link("dut-s", dutSrcEnd, top.src, "s0", srcAddr)
-	link("dut-d", dutDstEnd, top.dst, "d0", dstAddr)
-	writeSysctl(t, "/proc/sys/net/ipv4/ip_forward", "1")
-	// Let the receivers' sockets hold a burst, so that what they count is
-	// what the DUT let through rather than what a small buffer kept.
-	writeSysctl(t, "/proc/sys/net/core/rmem_max", "8388608")
-	return top
+	link("dut-s", dutSrcEnd, l.src, "s0", srcAddr)
+	link("dut-d", dutDstEnd, l.dst, "d0", dstAddr)
+	if err := l.dut.do(func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+	}); err != nil {
+		t.Fatalf("ip_forward: %v", err)
+	}
+	return l
 }
 
-// writeSysctl sets a sysctl of the DUT and puts it back when t ends.
+// bigReceiveBuffers lets the receivers' sockets hold a burst (the limit is
+// global), so that what they count is what the DUT let through rather
+// than what a small buffer kept.
+func bigReceiveBuffers(t testing.TB) {
+	t.Helper()
+	writeSysctl(t, "/proc/sys/net/core/rmem_max", "8388608")
+}
+
+// run runs a command in n: it is forked from a thread in n, so it starts
+// there.
+func (n *ns) run(stdin, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := n.do(cmd.Start); err != nil {
+		return "", err
+	}
+	err := cmd.Wait()
+	return out.String(), err
+}
+
+// mustRun is run, failing t if the command fails.
+func (n *ns) mustRun(t testing.TB, stdin, name string, args ...string) string {
+	t.Helper()
+	out, err := n.run(stdin, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// restore runs iptables-legacy-restore of in in n.
+func (n *ns) restore(t testing.TB, in string) {
+	t.Helper()
+	n.mustRun(t, in, "iptables-legacy-restore")
+}
+
+// writeSysctl sets a sysctl of the VM's initial network namespace and
+// puts it back when t ends.
 func writeSysctl(t testing.TB, file, v string) {
 	t.Helper()
 	old, err := os.ReadFile(file)
@@ -194,7 +229,7 @@ func writeSysctl(t testing.TB, file, v string) {
 	t.Cleanup(func() { _ = os.WriteFile(file, old, 0o644) })
 }
 
-// udpConn is a UDP socket made in n (nil: the DUT), bound to laddr and,
+// udpConn is a UDP socket made in n, bound to laddr and,
 // if raddr is set, connected to it. A socket stays in the namespace it
 // was made in, whichever thread uses it later.
 func udpConn(t testing.TB, n *ns, laddr, raddr string) *net.UDPConn {
@@ -216,13 +251,7 @@ func udpConn(t testing.TB, n *ns, laddr, raddr string) *net.UDPConn {
 		c, err = net.DialUDP("udp4", la, ra)
 		return err
 	}
-	var err error
-	if n == nil {
-		err = mk()
-	} else {
-		err = n.do(mk)
-	}
-	if err != nil {
+	if err := n.do(mk); err != nil {
 		t.Fatalf("udp %s -> %s: %v", laddr, raddr, err)
 	}
 	t.Cleanup(func() { c.Close() })

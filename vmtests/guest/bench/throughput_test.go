@@ -5,6 +5,7 @@ package bench
 import (
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
+	"github.com/vishvananda/netlink"
 )
 
 // path is how the benchmark datagrams meet the DUT's filter table.
@@ -20,105 +22,205 @@ type path struct {
 	name  string
 	chain string // the chain that judges them
 	dst   string // where they go
-	rx    func(*topology) *ns
+	rx    func(*lane) *ns
 }
 
 var paths = []path{
-	{"forwarding", "FORWARD", dstAddr, func(top *topology) *ns { return top.dst }},
-	{"local delivery", "INPUT", dutSrcEnd, func(*topology) *ns { return nil }},
+	{"forwarding", "FORWARD", dstAddr, func(l *lane) *ns { return l.dst }},
+	{"local delivery", "INPUT", dutSrcEnd, func(l *lane) *ns { return l.dut }},
 }
 
 const (
 	ppsWindow = 3 * time.Second // one measurement
-	ppsReps   = 5               // measurements per backend, path and rule count: the median counts
+	ppsRounds = 5               // measurements of each lane and path
 )
 
 // ppsRules are the rule counts of the packet-rate benchmark.
 var ppsRules = []int{0, 1000}
 
-// missRules is a filter table whose chain holds n rules that the
-// benchmark datagrams (UDP to dst, port flowPort) do not match, behind
-// policy ACCEPT: "-d dst/32 -p udp --dport P -j DROP" for n other ports.
-// ip_tables examines each rule in full (address, protocol, then the udp
-// match, which fails on the port).
-func missRules(chain, dst string, n int) string {
+// missRules is a filter table of policy ACCEPT whose INPUT and FORWARD
+// chains each hold n rules that the benchmark datagrams (UDP to the
+// path's dst, port flowPort) do not match: "-d dst/32 -p udp --dport P
+// -j DROP" for n other ports. ip_tables examines each rule in full
+// (address, protocol, then the udp match, which fails on the port).
+func missRules(n int) string {
 	var b strings.Builder
 	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "-A %s -d %s/32 -p udp --dport %d -j DROP\n", chain, dst, 20000+i)
+	for _, p := range paths {
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "-A %s -d %s/32 -p udp --dport %d -j DROP\n", p.chain, p.dst, 20000+i)
+		}
 	}
 	b.WriteString("COMMIT\n")
 	return b.String()
 }
 
-// TestThroughput is the packet rate through the DUT with 0 and 1,000 rules
-// that match nothing, bpfilter against ip_tables in the same VM: a Go
-// sender in src floods 64-byte UDP datagrams for ppsWindow, and the
-// receiver counts what arrives. The backends take turns, ppsReps times,
-// and the table shows each one's median. After each measurement the
-// chain's policy counters must show the datagrams (at 64 bytes each), so
-// that both backends are known to have judged every one of them.
+// ppsLane is a lane of TestThroughput with its table.
+type ppsLane struct {
+	be    gt.Backend
+	rules int
+	l     *lane
+	sent  map[string]int64 // datagrams sent through each chain, warm-ups included
+	recvd map[string]int64 // and received
+	pps   map[string][]float64
+}
+
+// TestThroughput is the packet rate through a DUT with 0 and 1,000 rules
+// that match nothing, bpfilter against ip_tables: a Go sender in src
+// floods 64-byte UDP datagrams for ppsWindow, and the receiver counts what
+// arrives. The four tables (two backends, two rule counts) live at once,
+// each in a lane of its own: the ip_tables ones are set before bpfilter
+// is loaded, and stay in force after (bpfilter takes over the filter
+// table's sockopts, not the tables ip_tables already holds). So the
+// measurements can take turns without reloading modules, the backends'
+// windows of a pair are adjacent, and a machine that slows down for a
+// while slows both. Each round measures every lane and path once; the
+// table shows each one's median and the median of the rounds' ratios.
+// Afterwards each chain's policy counters must show the datagrams, at 64
+// bytes each: both backends judged every one of them.
 func TestThroughput(t *testing.T) {
-	top := newTopology(t)
-	type key struct {
-		path  string
-		rules int
-		be    gt.Backend
+	bigReceiveBuffers(t)
+	gt.Use(t, gt.IPTables)
+	gt.MustRun(t, "modprobe", "xt_tcpudp")
+	lanes := map[gt.Backend]map[int]*ppsLane{gt.IPTables: {}, gt.Bpfilter: {}}
+	for _, be := range backends { // ip_tables first: its tables cannot be set while bpfilter is loaded
+		if be == gt.Bpfilter {
+			gt.MustRun(t, "insmod", gt.GoodKO)
+			t.Cleanup(func() { gt.Unload(t) })
+		}
+		for _, n := range ppsRules {
+			pl := &ppsLane{be: be, rules: n, l: newLane(t),
+				sent: map[string]int64{}, recvd: map[string]int64{}, pps: map[string][]float64{}}
+			pl.l.dut.restore(t, missRules(n))
+			lanes[be][n] = pl
+		}
 	}
-	pps := map[key][]float64{}
-	for rep := 0; rep < ppsReps; rep++ {
+	for _, be := range backends {
+		for _, pl := range lanes[be] {
+			checkOwner(t, pl)
+		}
+	}
+
+	ratios := map[string][]float64{} // path/rules: bpfilter / ip_tables, per round
+	for round := 0; round < ppsRounds; round++ {
 		order := backends
-		if rep%2 == 1 {
+		if round%2 == 1 {
 			order = []gt.Backend{backends[1], backends[0]}
 		}
-		for _, be := range order {
-			gt.Use(t, be)
-			gt.MustRun(t, "modprobe", "xt_tcpudp")
-			restore := gt.DisableModprobe(t)
-			for _, p := range paths {
-				for _, n := range ppsRules {
-					m := measurePPS(t, top, p, n)
-					t.Logf("rep %d, %s, %s, %d rules: %.0f packets/s (%d sent, %d writes failed, %d received)",
-						rep+1, be, p.name, n, m.pps, m.sent, m.failed, m.received)
-					k := key{p.name, n, be}
-					pps[k] = append(pps[k], m.pps)
+		for _, p := range paths {
+			for _, n := range ppsRules {
+				got := map[gt.Backend]float64{}
+				for _, be := range order {
+					pl := lanes[be][n]
+					m := measurePPS(t, pl.l, p)
+					pl.sent[p.chain] += m.sentAll
+					pl.recvd[p.chain] += m.recvdAll
+					pl.pps[p.name] = append(pl.pps[p.name], m.pps)
+					got[be] = m.pps
+					t.Logf("round %d, %s, %s, %d rules: %.0f packets/s (%d sent, %d writes failed, %d received)",
+						round+1, be, p.name, n, m.pps, m.sent, m.failed, m.received)
 				}
+				k := fmt.Sprintf("%s/%d", p.name, n)
+				ratios[k] = append(ratios[k], got[gt.Bpfilter]/got[gt.IPTables])
 			}
-			restore()
-			gt.Ensure(t, be)
 		}
 	}
+
+	// The counters: bpfilter's first, then ip_tables' (which iptables
+	// reaches only when bpfilter is gone).
+	for _, be := range backends {
+		if be == gt.IPTables {
+			continue
+		}
+		for _, n := range ppsRules {
+			checkPolicyCounters(t, lanes[be][n])
+		}
+	}
+	gt.MustRun(t, "rmmod", "bpfilter")
+	for _, n := range ppsRules {
+		pl := lanes[gt.IPTables][n]
+		checkPolicyCounters(t, pl)
+		// Emptied, the table no longer pins iptable_filter.
+		pl.l.dut.restore(t, gt.EmptyFilter)
+	}
+	gt.Ensure(t, gt.IPTables)
+
 	var tb strings.Builder
-	fmt.Fprintf(&tb, "packets/s through the DUT, UDP, 64-byte packets, median of %d x %v:\n", ppsReps, ppsWindow)
+	fmt.Fprintf(&tb, "packets/s through the DUT, UDP, 64-byte packets, median of %d windows of %v each:\n", ppsRounds, ppsWindow)
 	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter / ip_tables |\n|---|---|---|---|---|\n")
 	for _, p := range paths {
 		for _, n := range ppsRules {
-			ipt, bpf := medianF(pps[key{p.name, n, gt.IPTables}]), medianF(pps[key{p.name, n, gt.Bpfilter}])
+			ipt, bpf := medianF(lanes[gt.IPTables][n].pps[p.name]), medianF(lanes[gt.Bpfilter][n].pps[p.name])
 			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %.2f |\n", p.name, thousands(int64(n)),
-				thousands(int64(ipt)), thousands(int64(bpf)), bpf/ipt)
+				thousands(int64(ipt)), thousands(int64(bpf)), medianF(ratios[fmt.Sprintf("%s/%d", p.name, n)]))
 		}
 	}
 	t.Log("\n" + tb.String())
 }
 
-type ppsResult struct {
-	pps                    float64
-	sent, failed, received int64
+// checkOwner fails t unless the filter table of pl's DUT is held by
+// pl.be: ip_tables has a filter table there exactly for ip_tables lanes,
+// and bpfilter's filters sit on the DUT's interfaces exactly for bpfilter
+// lanes.
+func checkOwner(t *testing.T, pl *ppsLane) {
+	t.Helper()
+	var names []byte
+	err := pl.l.dut.do(func() (err error) {
+		names, err = os.ReadFile("/proc/thread-self/net/ip_tables_names")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipt := slices.Contains(strings.Fields(string(names)), "filter")
+	var ours []string
+	for _, dev := range []string{"dut-s", "dut-d"} {
+		link, err := pl.l.dut.nl.LinkByName(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			fs, err := pl.l.dut.nl.FilterList(link, parent)
+			if err != nil {
+				t.Fatalf("filters of %s: %v", dev, err)
+			}
+			for _, f := range fs {
+				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "bpfilter_") {
+					ours = append(ours, dev+":"+bf.Name)
+				}
+			}
+		}
+	}
+	switch pl.be {
+	case gt.IPTables:
+		if !ipt || len(ours) != 0 {
+			t.Fatalf("ip_tables lane of %d rules: ip_tables' filter table there: %v, bpfilter's filters: %v",
+				pl.rules, ipt, ours)
+		}
+	case gt.Bpfilter:
+		if ipt || len(ours) != 4 {
+			t.Fatalf("bpfilter lane of %d rules: ip_tables' filter table there: %v, bpfilter's filters: %v (want 4)",
+				pl.rules, ipt, ours)
+		}
+	}
 }
 
-// measurePPS sets n missing rules for p and measures the packet rate.
-func measurePPS(t *testing.T, top *topology, p path, n int) ppsResult {
+type ppsResult struct {
+	pps                    float64
+	sent, failed, received int64 // in the window
+	sentAll, recvdAll      int64 // warm-up included
+}
+
+// measurePPS measures the packet rate through l's DUT by path p.
+func measurePPS(t *testing.T, l *lane, p path) ppsResult {
 	t.Helper()
-	if out, err := gt.Restore(missRules(p.chain, p.dst, n)); err != nil {
-		t.Fatalf("restore: %v: %s", err, out)
-	}
 	to := net.JoinHostPort(p.dst, strconv.Itoa(flowPort))
-	rc := udpConn(t, p.rx(top), to, "")
+	rc := udpConn(t, p.rx(l), to, "")
 	defer rc.Close()
 	if err := rc.SetReadBuffer(8 << 20); err != nil {
 		t.Fatal(err)
 	}
-	sc := udpConn(t, top.src, srcAddr+":0", to)
+	sc := udpConn(t, l.src, srcAddr+":0", to)
 	defer sc.Close()
 	tag := newTag()
 	r := startReceiver(rc, tag)
@@ -127,7 +229,7 @@ func measurePPS(t *testing.T, top *topology, p path, n int) ppsResult {
 	// Warm-up (neighbours resolved, routes cached): some must arrive.
 	warm, _ := flood(sc, tag, 100*time.Millisecond)
 	if !gt.Eventually(3*time.Second, func() bool { return r.n.Load() > 0 }) {
-		t.Fatalf("%s, %d rules: none of %d warm-up datagrams arrived", p.name, n, warm)
+		t.Fatalf("%s: none of %d warm-up datagrams arrived", p.name, warm)
 	}
 	if !r.quiet(200*time.Millisecond, 10*time.Second) {
 		t.Fatal("warm-up datagrams kept coming")
@@ -139,30 +241,33 @@ func measurePPS(t *testing.T, top *topology, p path, n int) ppsResult {
 	}
 	got := r.n.Load() - before
 	if got == 0 {
-		t.Fatalf("%s, %d rules: none of %d datagrams arrived", p.name, n, sent)
+		t.Fatalf("%s: none of %d datagrams arrived", p.name, sent)
 	}
-	pkts, bytes := policyCounters(t, p.chain)
-	if pkts < before+got || pkts > warm+sent || bytes != 64*pkts {
-		t.Fatalf("%s, %d rules: %s policy counters %d packets %d bytes; want %d..%d packets of 64 bytes",
-			p.name, n, p.chain, pkts, bytes, before+got, warm+sent)
-	}
-	return ppsResult{pps: float64(got) / ppsWindow.Seconds(), sent: sent, failed: failed, received: got}
+	return ppsResult{pps: float64(got) / ppsWindow.Seconds(), sent: sent, failed: failed, received: got,
+		sentAll: warm + sent, recvdAll: before + got}
 }
 
 var policyRE = regexp.MustCompile(`\(policy ACCEPT (\d+) packets, (\d+) bytes\)`)
 
-// policyCounters reads chain's policy counters.
-func policyCounters(t *testing.T, chain string) (pkts, bytes int64) {
+// checkPolicyCounters fails t unless the policy of each chain of pl
+// counted every datagram that arrived through it and none that was not
+// sent, at 64 bytes each.
+func checkPolicyCounters(t *testing.T, pl *ppsLane) {
 	t.Helper()
-	out := gt.MustRun(t, "iptables-legacy", "-t", "filter", "-L", chain, "-v", "-x", "-n")
-	m := policyRE.FindStringSubmatch(out)
-	if m == nil {
-		first, _, _ := strings.Cut(out, "\n")
-		t.Fatalf("no policy counters in %q", first)
+	for _, p := range paths {
+		out := pl.l.dut.mustRun(t, "", "iptables-legacy", "-t", "filter", "-L", p.chain, "-v", "-x", "-n")
+		m := policyRE.FindStringSubmatch(out)
+		if m == nil {
+			first, _, _ := strings.Cut(out, "\n")
+			t.Fatalf("%s lane of %d rules: no policy counters in %q", pl.be, pl.rules, first)
+		}
+		pkts, _ := strconv.ParseInt(m[1], 10, 64)
+		bytes, _ := strconv.ParseInt(m[2], 10, 64)
+		if pkts < pl.recvd[p.chain] || pkts > pl.sent[p.chain] || bytes != 64*pkts {
+			t.Errorf("%s lane of %d rules: %s policy counted %d packets, %d bytes; want %d..%d packets of 64 bytes",
+				pl.be, pl.rules, p.chain, pkts, bytes, pl.recvd[p.chain], pl.sent[p.chain])
+		}
 	}
-	pkts, _ = strconv.ParseInt(m[1], 10, 64)
-	bytes, _ = strconv.ParseInt(m[2], 10, 64)
-	return pkts, bytes
 }
 
 func medianF(v []float64) float64 {
@@ -180,10 +285,10 @@ func medianF(v []float64) float64 {
 
 // thousands formats n with commas: 12,345.
 func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
 	if n < 0 {
 		return "-" + thousands(-n)
 	}
+	s := strconv.FormatInt(n, 10)
 	for i := len(s) - 3; i > 0; i -= 3 {
 		s = s[:i] + "," + s[i:]
 	}
