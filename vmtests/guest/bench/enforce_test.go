@@ -46,8 +46,8 @@ func enforceRules(n int) string {
 // was sent (the probe after the last one that arrived; that none arrived
 // after it, for probeQuiet and at least probesAfter probes, confirms the
 // drop). The last rule's counter must count exactly the dropped probes.
-// The backends take turns, enforceReps times; the table shows the medians of the
-// times and of the reps' ratios.
+// The backends take turns, enforceReps times; the table shows the
+// medians of the times and of the reps' ratios.
 func TestRestoreToEnforcement(t *testing.T) {
 	l := newLane(t)
 	in := enforceRules(enforceRulesN)
