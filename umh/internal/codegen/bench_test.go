@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
+	"github.com/cilium/ebpf"
 )
 
 // benchAll is set to a non-empty string by `make bench`, which links the
@@ -43,10 +44,12 @@ var matchLastTables = []struct {
 // BenchmarkMatchLast is the per-packet cost of the INPUT program for
 // 1..10,000 rules with only the last one matching, by BPF_PROG_TEST_RUN:
 // each iteration runs the program `repeat` times in the kernel, which
-// reports the mean time of one run. The metrics: ns/packet, the median of
+// reports the mean time of one run. Metrics: ns/packet, the median of
 // those means over the iterations (a machine shared with other work
-// stalls now and then, and a median shrugs that off), and x1rule, that
-// cost divided by the same table's cost at 1 rule in the same run.
+// stalls now and then, and a median shrugs that off); and, beyond 1 rule,
+// x1rule, the median over the iterations of that cost divided by the cost
+// of the same table at 1 rule measured right after it, so that both sides
+// of each ratio meet the same machine.
 func BenchmarkMatchLast(b *testing.B) {
 	needBPF(b)
 	frame := lastPacket().frame()
@@ -54,39 +57,56 @@ func BenchmarkMatchLast(b *testing.B) {
 	if inVM && benchAll == "" {
 		tables, sizes = tables[:1], []int{1, 10000}
 	}
+	run := func(b *testing.B, prog *ebpf.Program, repeat int) time.Duration {
+		ret, d, err := prog.Benchmark(frame, repeat, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ret != tcActOK {
+			b.Fatalf("verdict %s", verdictName(ret))
+		}
+		return d
+	}
 	for _, v := range tables {
-		var one float64 // ns/packet of this table at 1 rule
+		one := load(b, v.tb(b, 1), Options{Linear: v.linear}).objs.Program(ipt.HookLocalIn)
 		for _, n := range sizes {
 			b.Run(fmt.Sprintf("%s/%d", v.name, n), func(b *testing.B) {
-				l := load(b, v.tb(b, n), Options{Linear: v.linear})
-				prog := l.objs.Program(ipt.HookLocalIn)
+				prog := load(b, v.tb(b, n), Options{Linear: v.linear}).objs.Program(ipt.HookLocalIn)
 				repeat := 20000
 				if v.linear && n >= 1000 {
 					repeat = 200
 				}
 				per := make([]time.Duration, 0, b.N)
+				var ratios []float64
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					ret, d, err := prog.Benchmark(frame, repeat, nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if ret != tcActOK {
-						b.Fatalf("verdict %s", verdictName(ret))
-					}
+					d := run(b, prog, repeat)
 					per = append(per, d)
+					if n > 1 {
+						ratios = append(ratios, float64(d)/float64(run(b, one, 20000)))
+					}
 				}
 				b.StopTimer()
-				ns := float64(median(per).Nanoseconds())
-				b.ReportMetric(ns, "ns/packet")
-				if n == 1 {
-					one = ns
-				} else if one > 0 {
-					b.ReportMetric(ns/one, "x1rule")
+				b.ReportMetric(float64(median(per).Nanoseconds()), "ns/packet")
+				if n > 1 {
+					b.ReportMetric(medianF(ratios), "x1rule")
 				}
 			})
 		}
 	}
+}
+
+// medianF is median for float64s.
+func medianF(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	m := len(v) / 2
+	if len(v)%2 == 0 {
+		return (v[m-1] + v[m]) / 2
+	}
+	return v[m]
 }
 
 // median of ds (which it sorts); the mean of the middle two for an even count.
