@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,26 +72,30 @@ func TestRestoreToEnforcement(t *testing.T) {
 			res[be].restore = append(res[be].restore, r)
 			res[be].enforce = append(res[be].enforce, e)
 		}
-		ratio := func(ds []time.Duration) float64 { return float64(ds[rep]) }
-		restoreRatios = append(restoreRatios, ratio(res[gt.Bpfilter].restore)/ratio(res[gt.IPTables].restore))
-		enforceRatios = append(enforceRatios, ratio(res[gt.Bpfilter].enforce)/ratio(res[gt.IPTables].enforce))
+		at := func(ds []time.Duration) float64 { return float64(ds[rep]) }
+		restoreRatios = append(restoreRatios, at(res[gt.Bpfilter].restore)/at(res[gt.IPTables].restore))
+		enforceRatios = append(enforceRatios, at(res[gt.Bpfilter].enforce)/at(res[gt.IPTables].enforce))
 	}
-	med := func(ds []time.Duration) time.Duration {
+	ms := func(d time.Duration) string { return thousands(d.Round(time.Millisecond).Milliseconds()) }
+	// median (min..max)
+	spread := func(ds []time.Duration) string {
 		f := make([]float64, len(ds))
 		for i, d := range ds {
 			f[i] = float64(d)
 		}
-		return time.Duration(medianF(f))
+		return fmt.Sprintf("%s ms (%s..%s)", ms(time.Duration(medianF(f))), ms(slices.Min(ds)), ms(slices.Max(ds)))
 	}
-	ms := func(d time.Duration) string { return thousands(d.Round(time.Millisecond).Milliseconds()) + " ms" }
-	iptR, iptE := med(res[gt.IPTables].restore), med(res[gt.IPTables].enforce)
-	bpfR, bpfE := med(res[gt.Bpfilter].restore), med(res[gt.Bpfilter].enforce)
+	ratio := func(r []float64) string {
+		return fmt.Sprintf("%.2f (%.2f..%.2f)", medianF(r), slices.Min(r), slices.Max(r))
+	}
 	var tb strings.Builder
-	fmt.Fprintf(&tb, "iptables-legacy-restore of %s rules over an empty table, from its start; median of %d:\n",
+	fmt.Fprintf(&tb, "iptables-legacy-restore of %s rules over an empty table, from its start; median (min..max) of %d:\n",
 		thousands(enforceRulesN), enforceReps)
 	tb.WriteString("| until | ip_tables | bpfilter | bpfilter / ip_tables |\n|---|---|---|---|\n")
-	fmt.Fprintf(&tb, "| the command returns | %s | %s | %.2f |\n", ms(iptR), ms(bpfR), medianF(restoreRatios))
-	fmt.Fprintf(&tb, "| the probe is dropped | %s | %s | %.2f |\n", ms(iptE), ms(bpfE), medianF(enforceRatios))
+	fmt.Fprintf(&tb, "| the command returns | %s | %s | %s |\n",
+		spread(res[gt.IPTables].restore), spread(res[gt.Bpfilter].restore), ratio(restoreRatios))
+	fmt.Fprintf(&tb, "| the probe is dropped | %s | %s | %s |\n",
+		spread(res[gt.IPTables].enforce), spread(res[gt.Bpfilter].enforce), ratio(enforceRatios))
 	t.Log("\n" + tb.String())
 }
 

@@ -31,8 +31,8 @@ var paths = []path{
 }
 
 const (
-	ppsWindow = 3 * time.Second // one measurement
-	ppsRounds = 5               // measurements of each lane and path
+	ppsWindow = time.Second // one measurement
+	ppsPairs  = 9           // pairs of windows (ip_tables, bpfilter) per path and rule count
 )
 
 // ppsRules are the rule counts of the packet-rate benchmark.
@@ -62,7 +62,6 @@ type ppsLane struct {
 	l     *lane
 	sent  map[string]int64 // datagrams sent through each chain, warm-ups included
 	recvd map[string]int64 // and received
-	pps   map[string][]float64
 }
 
 // TestThroughput is the packet rate through a DUT with 0 and 1,000 rules
@@ -72,12 +71,13 @@ type ppsLane struct {
 // each in a lane of its own: the ip_tables ones are set before bpfilter
 // is loaded, and stay in force after (bpfilter takes over the filter
 // table's sockopts, not the tables ip_tables already holds). So the
-// measurements can take turns without reloading modules, the backends'
-// windows of a pair are adjacent, and a machine that slows down for a
-// while slows both. Each round measures every lane and path once; the
-// table shows each one's median and the median of the rounds' ratios.
-// Afterwards each chain's policy counters must show the datagrams, at 64
-// bytes each: both backends judged every one of them.
+// backends can take turns, window by window, without reloading modules:
+// for each path and rule count, ppsPairs pairs of adjacent windows, one
+// per backend, in alternating order. A machine that slows down for a
+// while slows both windows of a pair; the ratio is the median of the
+// pairs' ratios, each rate the median of its windows. Afterwards each
+// chain's policy counters must show the datagrams, at 64 bytes each: both
+// backends judged every one of them.
 func TestThroughput(t *testing.T) {
 	bigReceiveBuffers(t)
 	gt.Use(t, gt.IPTables)
@@ -89,8 +89,7 @@ func TestThroughput(t *testing.T) {
 			t.Cleanup(func() { gt.Unload(t) })
 		}
 		for _, n := range ppsRules {
-			pl := &ppsLane{be: be, rules: n, l: newLane(t),
-				sent: map[string]int64{}, recvd: map[string]int64{}, pps: map[string][]float64{}}
+			pl := &ppsLane{be: be, rules: n, l: newLane(t), sent: map[string]int64{}, recvd: map[string]int64{}}
 			pl.l.dut.restore(t, missRules(n))
 			lanes[be][n] = pl
 		}
@@ -101,40 +100,46 @@ func TestThroughput(t *testing.T) {
 		}
 	}
 
-	ratios := map[string][]float64{} // path/rules: bpfilter / ip_tables, per round
-	for round := 0; round < ppsRounds; round++ {
-		order := backends
-		if round%2 == 1 {
-			order = []gt.Backend{backends[1], backends[0]}
-		}
-		for _, p := range paths {
-			for _, n := range ppsRules {
+	var tb strings.Builder
+	fmt.Fprintf(&tb, "packets/s through the DUT, UDP, 64-byte packets; medians of %d windows of %v per backend,\n", ppsPairs, ppsWindow)
+	tb.WriteString("ratio: median (and range) of the pairs of adjacent windows:\n")
+	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter / ip_tables |\n|---|---|---|---|---|\n")
+	for _, p := range paths {
+		for _, n := range ppsRules {
+			flows := map[gt.Backend]*flow{}
+			for _, be := range backends {
+				flows[be] = openFlow(t, lanes[be][n], p)
+			}
+			pps := map[gt.Backend][]float64{}
+			var ratios []float64
+			for k := 0; k < ppsPairs; k++ {
+				order := backends
+				if k%2 == 1 {
+					order = []gt.Backend{backends[1], backends[0]}
+				}
 				got := map[gt.Backend]float64{}
 				for _, be := range order {
-					pl := lanes[be][n]
-					m := measurePPS(t, pl.l, p)
-					pl.sent[p.chain] += m.sentAll
-					pl.recvd[p.chain] += m.recvdAll
-					pl.pps[p.name] = append(pl.pps[p.name], m.pps)
+					m := flows[be].window(t, ppsWindow)
 					got[be] = m.pps
-					t.Logf("round %d, %s, %s, %d rules: %.0f packets/s (%d sent, %d writes failed, %d received)",
-						round+1, be, p.name, n, m.pps, m.sent, m.failed, m.received)
+					pps[be] = append(pps[be], m.pps)
+					t.Logf("%s, %d rules, pair %d, %s: %.0f packets/s (%d sent, %d writes failed, %d received)",
+						p.name, n, k+1, be, m.pps, m.sent, m.failed, m.received)
 				}
-				k := fmt.Sprintf("%s/%d", p.name, n)
-				ratios[k] = append(ratios[k], got[gt.Bpfilter]/got[gt.IPTables])
+				ratios = append(ratios, got[gt.Bpfilter]/got[gt.IPTables])
 			}
+			for _, be := range backends {
+				flows[be].close(t)
+			}
+			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %.2f (%.2f..%.2f) |\n", p.name, thousands(int64(n)),
+				thousands(int64(medianF(pps[gt.IPTables]))), thousands(int64(medianF(pps[gt.Bpfilter]))),
+				medianF(ratios), slices.Min(ratios), slices.Max(ratios))
 		}
 	}
 
 	// The counters: bpfilter's first, then ip_tables' (which iptables
 	// reaches only when bpfilter is gone).
-	for _, be := range backends {
-		if be == gt.IPTables {
-			continue
-		}
-		for _, n := range ppsRules {
-			checkPolicyCounters(t, lanes[be][n])
-		}
+	for _, n := range ppsRules {
+		checkPolicyCounters(t, lanes[gt.Bpfilter][n])
 	}
 	gt.MustRun(t, "rmmod", "bpfilter")
 	for _, n := range ppsRules {
@@ -144,17 +149,6 @@ func TestThroughput(t *testing.T) {
 		pl.l.dut.restore(t, gt.EmptyFilter)
 	}
 	gt.Ensure(t, gt.IPTables)
-
-	var tb strings.Builder
-	fmt.Fprintf(&tb, "packets/s through the DUT, UDP, 64-byte packets, median of %d windows of %v each:\n", ppsRounds, ppsWindow)
-	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter / ip_tables |\n|---|---|---|---|---|\n")
-	for _, p := range paths {
-		for _, n := range ppsRules {
-			ipt, bpf := medianF(lanes[gt.IPTables][n].pps[p.name]), medianF(lanes[gt.Bpfilter][n].pps[p.name])
-			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %.2f |\n", p.name, thousands(int64(n)),
-				thousands(int64(ipt)), thousands(int64(bpf)), medianF(ratios[fmt.Sprintf("%s/%d", p.name, n)]))
-		}
-	}
 	t.Log("\n" + tb.String())
 }
 
@@ -207,44 +201,71 @@ func checkOwner(t *testing.T, pl *ppsLane) {
 
 type ppsResult struct {
 	pps                    float64
-	sent, failed, received int64 // in the window
-	sentAll, recvdAll      int64 // warm-up included
+	sent, failed, received int64
 }
 
-// measurePPS measures the packet rate through l's DUT by path p.
-func measurePPS(t *testing.T, l *lane, p path) ppsResult {
+// flow is the datagrams of one path through one lane: its sockets, open
+// from openFlow to close.
+type flow struct {
+	pl  *ppsLane
+	p   path
+	sc  *net.UDPConn
+	rc  *net.UDPConn
+	r   *receiver
+	tag uint32
+}
+
+// openFlow opens the sockets of p through pl and warms the path up
+// (neighbours resolved, routes cached): some datagrams must arrive.
+func openFlow(t *testing.T, pl *ppsLane, p path) *flow {
 	t.Helper()
 	to := net.JoinHostPort(p.dst, strconv.Itoa(flowPort))
-	rc := udpConn(t, p.rx(l), to, "")
-	defer rc.Close()
-	if err := rc.SetReadBuffer(8 << 20); err != nil {
+	f := &flow{pl: pl, p: p, tag: newTag()}
+	f.rc = udpConn(t, p.rx(pl.l), to, "")
+	if err := f.rc.SetReadBuffer(8 << 20); err != nil {
 		t.Fatal(err)
 	}
-	sc := udpConn(t, l.src, srcAddr+":0", to)
-	defer sc.Close()
-	tag := newTag()
-	r := startReceiver(rc, tag)
-	defer r.close(t)
-
-	// Warm-up (neighbours resolved, routes cached): some must arrive.
-	warm, _ := flood(sc, tag, 100*time.Millisecond)
-	if !gt.Eventually(3*time.Second, func() bool { return r.n.Load() > 0 }) {
-		t.Fatalf("%s: none of %d warm-up datagrams arrived", p.name, warm)
+	f.sc = udpConn(t, pl.l.src, srcAddr+":0", to)
+	f.r = startReceiver(f.rc, f.tag)
+	warm, _ := flood(f.sc, f.tag, 100*time.Millisecond)
+	pl.sent[p.chain] += warm
+	if !gt.Eventually(3*time.Second, func() bool { return f.r.n.Load() > 0 }) {
+		t.Fatalf("%s lane of %d rules, %s: none of %d warm-up datagrams arrived", pl.be, pl.rules, p.name, warm)
 	}
-	if !r.quiet(200*time.Millisecond, 10*time.Second) {
+	if !f.r.quiet(200*time.Millisecond, 10*time.Second) {
 		t.Fatal("warm-up datagrams kept coming")
 	}
-	before := r.n.Load()
-	sent, failed := flood(sc, tag, ppsWindow)
-	if !r.quiet(300*time.Millisecond, 30*time.Second) {
+	pl.recvd[p.chain] += f.r.n.Load()
+	return f
+}
+
+// window floods for d and counts what arrived, until none came for 100 ms.
+func (f *flow) window(t *testing.T, d time.Duration) ppsResult {
+	t.Helper()
+	before := f.r.n.Load()
+	sent, failed := f.flood(d)
+	if !f.r.quiet(100*time.Millisecond, 30*time.Second) {
 		t.Fatal("datagrams kept coming 30 s after the sender stopped")
 	}
-	got := r.n.Load() - before
+	got := f.r.n.Load() - before
+	f.pl.recvd[f.p.chain] += got
 	if got == 0 {
-		t.Fatalf("%s: none of %d datagrams arrived", p.name, sent)
+		t.Fatalf("%s lane of %d rules, %s: none of %d datagrams arrived", f.pl.be, f.pl.rules, f.p.name, sent)
 	}
-	return ppsResult{pps: float64(got) / ppsWindow.Seconds(), sent: sent, failed: failed, received: got,
-		sentAll: warm + sent, recvdAll: before + got}
+	return ppsResult{pps: float64(got) / d.Seconds(), sent: sent, failed: failed, received: got}
+}
+
+func (f *flow) flood(d time.Duration) (sent, failed int64) {
+	sent, failed = flood(f.sc, f.tag, d)
+	f.pl.sent[f.p.chain] += sent
+	return sent, failed
+}
+
+func (f *flow) close(t *testing.T) {
+	t.Helper()
+	f.r.close(t)
+	f.rc.Close()
+	f.sc.Close()
 }
 
 var policyRE = regexp.MustCompile(`\(policy ACCEPT (\d+) packets, (\d+) bytes\)`)
