@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfilter/bpfilter/vmtests/guest/nettest"
 )
 
 // The traffic benchmarks send through a lane of three network namespaces
@@ -50,62 +51,14 @@ type ns struct {
 	nl *netlink.Handle
 }
 
-// do runs f on a thread in n. A thread that cannot go back stays locked
-// and dies with its goroutine.
-func (n *ns) do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// do runs f on a thread in n.
+func (n *ns) do(f func() error) error { return nettest.RunIn(n.h, f) }
 
 // newNS makes a network namespace with lo up; it goes when t ends.
 func newNS(t testing.TB) *ns {
 	t.Helper()
-	var h netns.NsHandle
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if h, err = netns.New(); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			errc <- err // the thread stays locked: it dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	h, err := nettest.NewNamespace()
+	if err != nil {
 		t.Fatalf("new netns: %v", err)
 	}
 	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
