@@ -8,7 +8,7 @@
 #   make test         unit tests, fuzzing (bounded), style checks and VM tests
 #   make compat-check build the module against Linux 5.10 too
 #   make bench        iptables benchmarks in the VM, bpfilter against ip_tables
-#   make run          boot, load the module, show its life cycle, unload
+#   make run          boot, load the module, drop real packets with a rule, unload
 #   make shell        boot to a guest shell with the module loaded
 #   make install      install bpfilter.ko under updates/ and run depmod
 #   make clean
