@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfilter/bpfilter/vmtests/guest/nettest"
 )
 
 // testNS is a network namespace made for a test, with a netlink handle in it.
@@ -25,63 +26,14 @@ type testNS struct {
 	nl   *netlink.Handle
 }
 
-// inNS runs f on a thread in ns. If the thread cannot go back to its
-// namespace, it stays locked and dies with its goroutine.
-func inNS(ns netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err) // the thread stays locked: it dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNS runs f on a thread in ns.
+func inNS(ns netns.NsHandle, f func() error) error { return nettest.RunIn(ns, f) }
 
 // newNS makes a network namespace with lo up.
 func newNS(t *testing.T, name string) *testNS {
 	t.Helper()
-	var ns netns.NsHandle
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err = netns.New()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	ns, err := nettest.NewNamespace()
+	if err != nil {
 		t.Fatalf("new netns %s: %v", name, err)
 	}
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
@@ -104,30 +56,9 @@ func newNS(t *testing.T, name string) *testNS {
 // both ends up.
 func veth(t *testing.T, a *testNS, an, aAddr string, b *testNS, bn, bAddr string) {
 	t.Helper()
-	err := a.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: an}, PeerName: bn,
-		PeerNamespace: netlink.NsFd(int(b.ns))})
-	if err != nil {
-		t.Fatalf("veth %s/%s: %v", an, bn, err)
-	}
-	for _, e := range []struct {
-		n    *testNS
-		name string
-		addr string
-	}{{a, an, aAddr}, {b, bn, bAddr}} {
-		l, err := e.n.nl.LinkByName(e.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ad, err := netlink.ParseAddr(e.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.n.nl.AddrAdd(l, ad); err != nil {
-			t.Fatalf("%s: addr %s: %v", e.name, e.addr, err)
-		}
-		if err := e.n.nl.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
+	if err := nettest.Veth(nettest.End{NS: a.ns, NL: a.nl, Name: an, Addr: aAddr},
+		nettest.End{NS: b.ns, NL: b.nl, Name: bn, Addr: bAddr}); err != nil {
+		t.Fatal(err)
 	}
 }
 

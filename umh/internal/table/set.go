@@ -54,9 +54,6 @@ func (s *Tables) replace(netns uint32, mem Memory) (int32, string) {
 		return -int32(unix.EAGAIN), fmt.Sprintf("IPT_SO_SET_REPLACE: num_counters %d, but the table has %d entries", h.NumCounters, n)
 	}
 	var replaced []ipt.Counters
-	if s.OnReplace == nil && s.LiveCounters != nil {
-		replaced = s.LiveCounters(netns, st.table)
-	}
 	if s.OnReplace != nil {
 		var err error
 		if replaced, err = s.OnReplace(netns, t); err != nil {

@@ -36,9 +36,9 @@ type Tables struct {
 	// it wraps, EINVAL if none) and the current table stays.
 	OnReplace func(netns uint32, t *ipt.Table) (replaced []ipt.Counters, err error)
 	// LiveCounters, if set, returns what the installed table t has counted
-	// per entry (in entry order) beyond the counters kept here; they are
-	// added whenever counters are read: GET_ENTRIES, and the old counters
-	// a replace hands back. A short slice counts zero for the rest.
+	// per entry (in entry order) beyond the counters kept here; GET_ENTRIES
+	// adds them (a replace gets the final ones from OnReplace). A short
+	// slice counts zero for the rest.
 	LiveCounters func(netns uint32, t *ipt.Table) []ipt.Counters
 	// OnChange, if set, is told a namespace's table and kept counters
 	// after every change to either (to keep them where a restarted umh

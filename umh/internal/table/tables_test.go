@@ -342,9 +342,13 @@ func TestNamespacesAndForget(t *testing.T) {
 
 func TestLiveCounters(t *testing.T) {
 	s := New()
-	s.LiveCounters = func(netns uint32, tb *ipt.Table) []ipt.Counters {
+	live := func(netns uint32, tb *ipt.Table) []ipt.Counters {
 		return []ipt.Counters{{Pcnt: 1, Bcnt: 60}, {Pcnt: 2, Bcnt: 120}}
 	}
+	s.LiveCounters = live
+	// What the replaced table counted comes back from OnReplace, which
+	// reads it after the switch.
+	s.OnReplace = func(netns uint32, tb *ipt.Table) ([]ipt.Counters, error) { return live(netns, tb), nil }
 	add := []ipt.Counters{{Pcnt: 10, Bcnt: 1000}, {}, {}, {}}
 	if status, _ := s.Sockopt(1, ipt.SoSetAddCounters, true, newMem(ipt.MarshalCountersInfo("filter", add))); status != 0 {
 		t.Fatal(status)

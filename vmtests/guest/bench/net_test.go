@@ -88,29 +88,9 @@ func newLane(t testing.TB) *lane {
 	t.Helper()
 	l := &lane{src: newNS(t), dut: newNS(t), dst: newNS(t)}
 	link := func(dutName, dutAddr string, peer *ns, peerName, peerAddr string) {
-		err := l.dut.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: dutName}, PeerName: peerName,
-			PeerNamespace: netlink.NsFd(int(peer.h))})
-		if err != nil {
-			t.Fatalf("veth %s/%s: %v", dutName, peerName, err)
-		}
-		for _, e := range []struct {
-			nl         *netlink.Handle
-			name, addr string
-		}{{l.dut.nl, dutName, dutAddr}, {peer.nl, peerName, peerAddr}} {
-			link, err := e.nl.LinkByName(e.name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := netlink.ParseAddr(e.addr + "/24")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.nl.AddrAdd(link, a); err != nil {
-				t.Fatalf("%s: addr %s: %v", e.name, e.addr, err)
-			}
-			if err := e.nl.LinkSetUp(link); err != nil {
-				t.Fatal(err)
-			}
+		if err := nettest.Veth(nettest.End{NS: l.dut.h, NL: l.dut.nl, Name: dutName, Addr: dutAddr + "/24"},
+			nettest.End{NS: peer.h, NL: peer.nl, Name: peerName, Addr: peerAddr + "/24"}); err != nil {
+			t.Fatal(err)
 		}
 		pl, err := peer.nl.LinkByName(peerName)
 		if err != nil {

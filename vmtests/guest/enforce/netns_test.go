@@ -170,29 +170,9 @@ func (n *ns) hasLink(t testing.TB, name string) bool {
 // and brings both ends up.
 func veth(t testing.TB, a *ns, an, aAddr string, b *ns, bn, bAddr string) {
 	t.Helper()
-	err := a.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: an}, PeerName: bn,
-		PeerNamespace: netlink.NsFd(int(b.h))})
-	if err != nil {
-		t.Fatalf("veth %s/%s: %v", an, bn, err)
-	}
-	for _, e := range []struct {
-		n          *ns
-		name, addr string
-	}{{a, an, aAddr}, {b, bn, bAddr}} {
-		l, err := e.n.nl.LinkByName(e.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ad, err := netlink.ParseAddr(e.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.n.nl.AddrAdd(l, ad); err != nil {
-			t.Fatalf("%s: addr %s: %v", e.name, e.addr, err)
-		}
-		if err := e.n.nl.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
+	if err := nettest.Veth(nettest.End{NS: a.h, NL: a.nl, Name: an, Addr: aAddr},
+		nettest.End{NS: b.h, NL: b.nl, Name: bn, Addr: bAddr}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -437,6 +437,38 @@ func vethPair(h *netlink.Handle, an string, ph *netlink.Handle, bn string, ns ne
 	return l.Attrs().HardwareAddr, nil
 }
 
+// End is one end of a veth pair: the namespace it goes in (its handle and
+// a netlink socket in it), the interface's name and its address (CIDR).
+type End struct {
+	NS   netns.NsHandle
+	NL   *netlink.Handle
+	Name string
+	Addr string
+}
+
+// Veth makes a veth pair from a to b (a.NL makes it), gives each end its
+// address and brings both up.
+func Veth(a, b End) error {
+	err := a.NL.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a.Name}, PeerName: b.Name,
+		PeerNamespace: netlink.NsFd(int(b.NS))})
+	if err != nil {
+		return fmt.Errorf("veth %s/%s: %w", a.Name, b.Name, err)
+	}
+	for _, e := range []End{a, b} {
+		if err := addAddr(e.NL, e.Name, e.Addr); err != nil {
+			return err
+		}
+		l, err := e.NL.LinkByName(e.Name)
+		if err != nil {
+			return err
+		}
+		if err := e.NL.LinkSetUp(l); err != nil {
+			return fmt.Errorf("%s: up: %w", e.Name, err)
+		}
+	}
+	return nil
+}
+
 func delLink(name string) {
 	if l, err := netlink.LinkByName(name); err == nil {
 		_ = netlink.LinkDel(l)
