@@ -36,6 +36,7 @@ func (e *Enforcer) Resume(restore func(netns uint32, t *ipt.Table, kept []ipt.Co
 		if err != nil {
 			if !exists(r.Netns) {
 				e.log.Infof("netns %d went away while no umh ran: forgotten", r.Netns)
+				e.NetnsExit(r.Netns) // what adopt took, if anything
 				e.store.remove(r.Netns)
 				continue
 			}
