@@ -174,9 +174,10 @@ static struct pernet_operations bpfilter_net_ops = {
 };
 
 /*
- * New interfaces need the umh's filters too. The notifier runs under RTNL,
- * which the umh needs to attach them: it only queues the namespace, and a
- * work item tells the umh, starting it again if it died.
+ * New interfaces need the umh's filters too, and it follows renames and
+ * removals. The notifier runs under RTNL, which the umh needs to attach:
+ * it only queues the namespace, and a work item tells the umh, starting it
+ * again if it died.
  */
 struct netdev_event {
 	struct list_head list;
@@ -239,7 +240,7 @@ static int bpfilter_netdev_event(struct notifier_block *nb,
 	ev = kmalloc(sizeof(*ev), GFP_ATOMIC);
 	if (!ev) {
 		spin_unlock(&netdev_events_lock);
-		pr_warn("no memory to report a new interface: %s unfiltered\n",
+		pr_warn("no memory to report a change of %s to the umh\n",
 			dev->name);
 		return NOTIFY_DONE;
 	}
