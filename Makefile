@@ -60,14 +60,24 @@ module: $(KERNEL_TARGET) $(BUILD)/bpfilter_umh
 	@cp bpfilter.ko $(BUILD)/bpfilter.ko
 	@echo "  KO      $(BUILD)/bpfilter.ko: $$(stat -c %s $(BUILD)/bpfilter.ko) bytes"
 
-# The same module around a umh that fails its health check, for the tests;
-# built in its own M= directory so that neither build undoes the other.
-$(BUILD)/bpfilter-healthfail.ko: module $(BUILD)/bpfilter_umh_healthfail
-	@mkdir -p $(BUILD)/healthfail/kmod
-	@cp -p Kbuild $(BUILD)/healthfail/
-	@cp -p kmod/*.c kmod/*.h $(BUILD)/healthfail/kmod/
-	$(MAKE) -s -C $(KDIR) M=$(BUILD)/healthfail UMH_BIN=$(BUILD)/bpfilter_umh_healthfail modules
-	@cp $(BUILD)/healthfail/bpfilter.ko $@
+# Test-only variants of the module, each built in its own M= directory so
+# that no build undoes another:
+#   bpfilter-healthfail.ko  around a umh that fails its health check
+#   bpfilter-initfail.ko    init fails after the sockopt hook is published
+#                           (Kbuild: BPFILTER_TEST=initfail)
+define variant
+$(BUILD)/bpfilter-$(1).ko: module $(2) $(KMOD_SRC)
+	@mkdir -p $(BUILD)/$(1)/kmod
+	@cp -p Kbuild $(BUILD)/$(1)/
+	@cp -p kmod/*.c kmod/*.h $(BUILD)/$(1)/kmod/
+	$(MAKE) -s -C $(KDIR) M=$(BUILD)/$(1) UMH_BIN=$(2) $(3) modules
+	@cp $(BUILD)/$(1)/bpfilter.ko $$@
+endef
+$(eval $(call variant,healthfail,$(BUILD)/bpfilter_umh_healthfail,))
+$(eval $(call variant,initfail,$(BUILD)/bpfilter_umh,BPFILTER_TEST=initfail))
+
+# Everything a boot needs: the kernel, the modules, QEMU and the guest tools.
+VM_DEPS := module $(BUILD)/bpfilter-healthfail.ko $(BUILD)/bpfilter-initfail.ko deps-vm
 
 kernel:
 	@tools/deps.sh kernel
@@ -86,14 +96,14 @@ deps-vm:
 
 VMENV = BPFILTER_KERNEL=$(KERNEL_IMAGE) BPFILTER_MODROOT=$(MODROOT) BPFILTER_BUILD=$(BUILD)
 
-vmtest: module $(BUILD)/bpfilter-healthfail.ko deps-vm
+vmtest: $(VM_DEPS)
 	$(VMENV) $(GO) test -count=1 -timeout 40m -v $(if $(RUN),-run '$(RUN)') ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}
 
 # compat.h exists to compare kernel versions: only it may.
 CHECKPATCH = $(firstword $(wildcard $(KDIR)/source/scripts/checkpatch.pl $(KDIR)/scripts/checkpatch.pl)) \
 	--no-tree --quiet --strict
 # iptables benchmarks in the VM, bpfilter against ip_tables (README's table)
-bench: module $(BUILD)/bpfilter-healthfail.ko deps-vm
+bench: $(VM_DEPS)
 	$(VMENV) $(GO) test -count=1 -timeout 40m -v -tags bench -run TestBench ./vmtests/ 2>&1 | tee $(BUILD)/bench.log; exit $${PIPESTATUS[0]}
 
 # The module compiled against Debian bullseye's 5.10 as well (cached).
@@ -123,10 +133,10 @@ unit:
 
 test: unit fuzz checkpatch compat-check vmtest
 
-run: module deps-vm
+run: $(VM_DEPS)
 	$(VMENV) $(GO) run ./vmtests/cmd/bpfilter-vm run
 
-shell: module deps-vm
+shell: $(VM_DEPS)
 	$(VMENV) $(GO) run ./vmtests/cmd/bpfilter-vm shell
 
 install: module

@@ -11,7 +11,10 @@
 # The cache lives outside the repository, in $BPFILTER_CACHE (default
 # ~/.cache/bpfilter), keyed by the source package version, the fragments and
 # this script, so that any change to one of them builds a new kernel.
-# KCONFIG_DEBUG=1 adds kconfig/debug.config.
+# KCONFIG_DEBUG picks a debug flavour, a kernel of its own:
+#   KCONFIG_DEBUG=debug   adds kconfig/debug.config (lockdep, kmemleak, KFENCE,
+#                         SLUB and object debugging: cheap enough for make test)
+#   KCONFIG_DEBUG=kasan   adds kconfig/kasan.config (KASAN: slow under TCG)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,9 +22,12 @@ cache=${BPFILTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bpfilter}
 pkg=linux-source-6.1
 tarball=/usr/src/$pkg.tar.xz
 frags=("$top/kconfig/base.config" "$top/kconfig/bpfilter.config" "$top/kconfig/netfilter.config")
-if [[ "${KCONFIG_DEBUG:-0}" == 1 ]]; then
-	frags+=("$top/kconfig/debug.config")
-fi
+flavour=${KCONFIG_DEBUG:-}
+case "$flavour" in
+"" | 0) flavour=plain ;;
+debug | kasan) frags+=("$top/kconfig/$flavour.config") ;;
+*) echo "kernel.sh: KCONFIG_DEBUG=$flavour: want debug or kasan (or nothing)" >&2; exit 2 ;;
+esac
 
 die() { echo "kernel.sh: $*" >&2; exit 1; }
 step() { printf '==> %s\n' "$*" >&2; }
@@ -37,7 +43,29 @@ key() {
 	{ echo "$pkg $v"; cat "${frags[@]}" "$0"; } | sha256sum | cut -c1-16
 }
 
-kdir() { echo "$cache/kernel/6.1-$(key)"; }
+kdir() { echo "$cache/kernel/6.1-$flavour-$(key)"; }
+
+# The objects Kbuild has made so far: one CC or AS line each in the log.
+objects_built() { grep -c -E '^  (CC|AS) ' "$1" 2>/dev/null || true; }
+
+# One progress line while make runs (pid $1, log $2): rewritten in place
+# on a terminal, a line a minute otherwise (CI logs).
+progress() {
+	local pid=$1 log=$2 total=$3 start=$SECONDS n last=-60 el
+	while kill -0 "$pid" 2>/dev/null; do
+		n=$(objects_built "$log")
+		el=$((SECONDS - start))
+		if [[ -t 2 ]]; then
+			printf '\r    %d of ~%d objects, %d:%02d ' "$n" "$total" $((el / 60)) $((el % 60)) >&2
+		elif ((el - last >= 60)); then
+			printf '    %d of ~%d objects, %d:%02d\n' "$n" "$total" $((el / 60)) $((el % 60)) >&2
+			last=$el
+		fi
+		sleep 1
+	done
+	[[ -t 2 ]] && printf '\n' >&2
+	return 0
+}
 
 build() {
 	local dir src out jobs
@@ -66,10 +94,20 @@ build() {
 	make -s -C "$src" O="$out" olddefconfig >/dev/null
 	check_config "$out/.config"
 	step "building bzImage and modules with -j$jobs (log: $dir/build.log)"
-	if ! make -C "$src" O="$out" -j"$jobs" bzImage modules >"$dir/build.log" 2>&1; then
+	# The total is an estimate: the count of the last build of this flavour
+	# here, or the one measured for tools/kernel.objects (not part of the key).
+	local total pid rc=0
+	total=$(awk -v f="$flavour" '$1 == f { print $2 }' "$top/tools/kernel.objects")
+	[[ -f "$cache/kernel/$flavour.objects" ]] && total=$(cat "$cache/kernel/$flavour.objects")
+	make -C "$src" O="$out" -j"$jobs" bzImage modules >"$dir/build.log" 2>&1 &
+	pid=$!
+	progress "$pid" "$dir/build.log" "$total"
+	wait "$pid" || rc=$?
+	if [[ $rc != 0 ]]; then
 		tail -30 "$dir/build.log" >&2
 		die "kernel build failed, see $dir/build.log"
 	fi
+	objects_built "$dir/build.log" >"$cache/kernel/$flavour.objects"
 	step "installing in-tree modules into $dir/modroot"
 	rm -rf "$dir/modroot"
 	make -s -C "$src" O="$out" INSTALL_MOD_PATH="$dir/modroot" INSTALL_MOD_STRIP=1 \

@@ -3,7 +3,6 @@ package vm
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,28 +137,4 @@ func Interactive(cfg Config, initramfs string, b Boot) error {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	return cmd.Run()
-}
-
-// KernelProblems returns the lines of a serial log that show the kernel
-// in trouble: oopses, BUGs, warnings, KASAN and kmemleak reports.
-func KernelProblems(serialLog string) ([]string, error) {
-	f, err := os.Open(serialLog)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, err
-	}
-	var bad []string
-	for _, line := range strings.Split(string(b), "\n") {
-		for _, sign := range []string{"Oops", "BUG:", "WARNING:", "Call Trace:", "KASAN", "kmemleak:", "Kernel panic"} {
-			if strings.Contains(line, sign) {
-				bad = append(bad, strings.TrimSpace(line))
-				break
-			}
-		}
-	}
-	return bad, nil
 }

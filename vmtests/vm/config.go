@@ -16,7 +16,7 @@ import (
 type Config struct {
 	Kernel  string // bzImage
 	ModRoot string // holds lib/modules/<release>/ of the kernel's in-tree modules
-	Build   string // holds bpfilter.ko, bpfilter-healthfail.ko, bpfilter_umh
+	Build   string // holds bpfilter.ko, its test variants (Modules), bpfilter_umh
 	Cache   string // where the initramfs is cached
 }
 
@@ -80,4 +80,4 @@ func (c Config) Release() (string, error) {
 }
 
 // Modules are the files of Build that go to the guest's modules directory.
-var Modules = []string{"bpfilter.ko", "bpfilter-healthfail.ko", "bpfilter_umh"}
+var Modules = []string{"bpfilter.ko", "bpfilter-healthfail.ko", "bpfilter-initfail.ko", "bpfilter_umh"}
