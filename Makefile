@@ -5,7 +5,9 @@
 #   make              the umh and bpfilter.ko (against the test kernel, or KDIR)
 #   make kernel       build the test kernel (cached outside the repository)
 #   make vmtest       boot the test kernel in QEMU and run the VM tests
-#   make test         unit tests, fuzzing (bounded), style checks and VM tests
+#   make vmtest-debug the kmod groups on the debug kernel (kconfig/debug.config)
+#   make test         unit tests, fuzzing (bounded), style checks, VM tests on
+#                     the test kernel and on the debug kernel
 #   make compat-check build the module against Linux 5.10 too
 #   make bench        iptables benchmarks in the VM, bpfilter against ip_tables
 #   make run          boot, load the module, drop real packets with a rule, unload
@@ -18,7 +20,8 @@
 
 SHELL := /bin/bash
 GO ?= go
-BUILD := $(CURDIR)/build
+# A debug flavour's module, umh and logs live apart from the plain ones.
+BUILD := $(CURDIR)/build$(if $(filter-out 0,$(KCONFIG_DEBUG)),/$(KCONFIG_DEBUG))
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
 UMH_SRC := $(shell find umh -name '*.go') go.mod go.sum
 KMOD_SRC := Kbuild $(wildcard kmod/*.c kmod/*.h)
@@ -37,10 +40,14 @@ KERNEL_TARGET := kdir-modules
 endif
 
 export CGO_ENABLED := 0
-# KCONFIG_DEBUG=1 selects the debug kernel (kconfig/debug.config) everywhere.
+# KCONFIG_DEBUG=debug (kconfig/debug.config: lockdep, kmemleak, KFENCE...) or
+# KCONFIG_DEBUG=kasan (kconfig/kasan.config) selects a debug kernel everywhere.
 export KCONFIG_DEBUG
+# The groups that reach every kmod path, which make test also runs on the
+# debug kernel.
+DEBUG_GROUPS := TestLifecycle|TestBadInput|TestKmodPaths|TestEnforce
 
-.PHONY: all module kernel kdir-modules umh vmtest test unit fuzz bench checkpatch compat-check run shell install clean print-kernel deps-vm
+.PHONY: all module kernel kdir-modules umh vmtest vmtest-debug test unit fuzz bench checkpatch compat-check run shell install clean print-kernel deps-vm
 
 all: module
 
@@ -97,7 +104,11 @@ deps-vm:
 VMENV = BPFILTER_KERNEL=$(KERNEL_IMAGE) BPFILTER_MODROOT=$(MODROOT) BPFILTER_BUILD=$(BUILD)
 
 vmtest: $(VM_DEPS)
-	$(VMENV) $(GO) test -count=1 -timeout 40m -v $(if $(RUN),-run '$(RUN)') ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}
+	$(VMENV) $(GO) test -count=1 -timeout 60m -v $(if $(RUN),-run '$(RUN)') ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}
+
+# The kmod groups on the debug kernel: any report of its detectors fails.
+vmtest-debug:
+	$(MAKE) vmtest KCONFIG_DEBUG=debug RUN='$(DEBUG_GROUPS)'
 
 # compat.h exists to compare kernel versions: only it may.
 CHECKPATCH = $(firstword $(wildcard $(KDIR)/source/scripts/checkpatch.pl $(KDIR)/scripts/checkpatch.pl)) \
@@ -129,9 +140,9 @@ unit:
 	@test -z "$$(gofmt -l umh vmtests tools)" || { gofmt -l umh vmtests tools; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags vmguest ./...
-	$(GO) test -count=1 ./umh/...
+	$(GO) test -count=1 ./umh/... ./vmtests/vm/
 
-test: unit fuzz checkpatch compat-check vmtest
+test: unit fuzz checkpatch compat-check vmtest vmtest-debug
 
 run: $(VM_DEPS)
 	$(VMENV) $(GO) run ./vmtests/cmd/bpfilter-vm run

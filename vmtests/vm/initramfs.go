@@ -32,8 +32,20 @@ const (
 
 // GuestSetup starts every guest script: what the initramfs lacks.
 // iptables takes its lock in /run; unprivileged test processes must be
-// able to walk the root directory, which the initramfs makes 0700.
-const GuestSetup = "mkdir -p /run\nchmod 755 /\n"
+// able to walk the root directory, which the initramfs makes 0700. On a
+// kernel with kmemleak (kconfig/debug.config), what boot left unreferenced
+// is scanned and cleared first, so that the scan after the tests reports
+// only what was leaked meanwhile.
+const GuestSetup = `mkdir -p /run
+chmod 755 /
+if [ -d /sys/kernel/debug ]; then
+	mount -t debugfs debugfs /sys/kernel/debug
+	if [ -e /sys/kernel/debug/kmemleak ]; then
+		echo scan > /sys/kernel/debug/kmemleak
+		echo clear > /sys/kernel/debug/kmemleak
+	fi
+fi
+`
 
 // initramfsRecipe is bumped whenever the recipe below changes in a way the
 // key does not see.
