@@ -35,8 +35,10 @@ type testEvent struct {
 }
 
 // Run boots one VM for the group and reports each guest test as a subtest
-// of t. A guest test that skipped fails here: in the VM there is nothing
-// to skip for. Kernel oopses, BUGs and warnings fail t as well.
+// of t. A guest test or subtest that skipped fails here: in the VM there
+// is nothing to skip for. So does every error of the guest's test runner
+// (a test binary that did not start or exited non-zero), and kernel
+// oopses, BUGs and warnings.
 func (g GuestTests) Run(t *testing.T) {
 	t.Helper()
 	cfg, err := ConfigFromEnv()
@@ -83,11 +85,8 @@ func (g GuestTests) Run(t *testing.T) {
 		t.Fatalf("no guest test results (serial console in %s): %v", serial, err)
 	}
 	runnerErrs, err := qevent.ReadFile[runnerError](filepath.Join(shared, "errors.json"))
-	if err != nil {
-		t.Errorf("guest test runner: %v", err)
-	}
-	for _, e := range runnerErrs {
-		t.Logf("guest test runner: %s: %s", e.Binary, e.Error)
+	for _, p := range runnerProblems(runnerErrs, err) {
+		t.Error(p)
 	}
 	reportEvents(t, results, serial)
 
@@ -161,56 +160,108 @@ func benchLines(serial string) []string {
 	return out
 }
 
-// reportEvents replays the guest's tests as subtests of t.
-func reportEvents(t *testing.T, evs []testEvent, serial string) {
-	t.Helper()
-	type result struct {
-		action string
-		output strings.Builder
-	}
-	results := map[string]*result{}
-	var order []string
+// guestResult is what one top-level guest test came to.
+type guestResult struct {
+	name    string
+	action  string   // pass, fail or skip; "" if it did not finish
+	skipped []string // the test itself or subtests of it that skipped
+	output  strings.Builder
+}
+
+// guestResults collects the events of each top-level guest test, in the
+// order they started.
+func guestResults(evs []testEvent) []*guestResult {
+	byName := map[string]*guestResult{}
+	var order []*guestResult
 	for _, e := range evs {
 		if e.Test == "" {
 			continue
 		}
 		top, sub, _ := strings.Cut(e.Test, "/")
-		r, ok := results[top]
+		r, ok := byName[top]
 		if !ok {
-			r = &result{}
-			results[top] = r
-			order = append(order, top)
+			r = &guestResult{name: top}
+			byName[top] = r
+			order = append(order, r)
 		}
 		switch e.Action {
 		case "output":
 			// Subtests' output goes with their top-level test.
 			r.output.WriteString(e.Output)
 		case "pass", "fail", "skip":
+			if e.Action == "skip" {
+				r.skipped = append(r.skipped, e.Test)
+			}
 			if sub == "" {
 				r.action = e.Action
 			}
 		}
 	}
+	return order
+}
+
+// problem says why r fails the host run, or "" if it passed. In the VM
+// there is nothing to skip for: a test or subtest that skipped fails.
+func (r *guestResult) problem(serial string) string {
+	var why string
+	switch r.action {
+	case "pass", "skip":
+	case "fail":
+		why = "failed in the guest"
+	case "":
+		why = fmt.Sprintf("did not finish in the guest (serial console in %s)", serial)
+	default:
+		why = fmt.Sprintf("ended with %q in the guest", r.action)
+	}
+	if len(r.skipped) > 0 {
+		if why != "" {
+			why += "; "
+		}
+		why += "skipped in the guest, which counts as a failure: " + strings.Join(r.skipped, ", ")
+	}
+	if why == "" {
+		return ""
+	}
+	return why + ":\n" + r.output.String()
+}
+
+// runnerProblems are the failures that the guest's test runner (vmtest's
+// gouinit) reported, or that reading its report met: a test binary that
+// did not start, or exited non-zero, fails the host run even when its
+// events look complete.
+func runnerProblems(errs []runnerError, readErr error) []string {
+	var out []string
+	if readErr != nil {
+		out = append(out, fmt.Sprintf("guest test runner: %v", readErr))
+	}
+	for _, e := range errs {
+		if e.Binary != "" {
+			out = append(out, fmt.Sprintf("guest test runner: %s: %s", e.Binary, e.Error))
+		} else {
+			out = append(out, fmt.Sprintf("guest test runner: %s", e.Error))
+		}
+	}
+	return out
+}
+
+// reportEvents replays the guest's tests as subtests of t.
+func reportEvents(t *testing.T, evs []testEvent, serial string) {
+	t.Helper()
+	results := guestResults(evs)
 	bench := benchLines(serial)
-	if len(order) == 0 && len(bench) == 0 {
+	if len(results) == 0 && len(bench) == 0 {
 		t.Fatalf("the guest ran no test and no benchmark (serial console in %s)", serial)
 	}
 	for _, l := range bench {
 		t.Log(l)
 	}
-	for _, name := range order {
-		r := results[name]
-		t.Run(name, func(t *testing.T) {
-			switch r.action {
-			case "pass":
-				t.Logf("in the guest:\n%s", r.output.String())
-			case "skip":
-				t.Errorf("skipped in the guest, which counts as a failure:\n%s", r.output.String())
-			case "fail":
-				t.Errorf("failed in the guest:\n%s", r.output.String())
-			default:
-				t.Errorf("did not finish in the guest (serial console in %s):\n%s", serial, r.output.String())
+	for _, r := range results {
+		t.Run(r.name, func(t *testing.T) {
+			if p := r.problem(serial); p != "" {
+				t.Error(p)
+				return
 			}
+			t.Logf("in the guest:\n%s", r.output.String())
 		})
 	}
 }
