@@ -101,10 +101,13 @@ print-kernel:
 deps-vm:
 	@tools/deps.sh vm
 
-VMENV = BPFILTER_KERNEL=$(KERNEL_IMAGE) BPFILTER_MODROOT=$(MODROOT) BPFILTER_BUILD=$(BUILD)
+# How much slower than the test kernel the kernel runs the tests under TCG
+# (measured): every VM timeout is multiplied by it.
+SLOWDOWN := $(or $(if $(filter debug,$(KCONFIG_DEBUG)),2),$(if $(filter kasan,$(KCONFIG_DEBUG)),8),1)
+VMENV = BPFILTER_KERNEL=$(KERNEL_IMAGE) BPFILTER_MODROOT=$(MODROOT) BPFILTER_BUILD=$(BUILD) BPFILTER_SLOWDOWN=$(SLOWDOWN)
 
 vmtest: $(VM_DEPS)
-	$(VMENV) $(GO) test -count=1 -timeout 60m -v $(if $(RUN),-run '$(RUN)') ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}
+	$(VMENV) $(GO) test -count=1 -timeout $$((60 * $(SLOWDOWN)))m -v $(if $(RUN),-run '$(RUN)') ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}
 
 # The kmod groups on the debug kernel: any report of its detectors fails.
 vmtest-debug:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -18,6 +19,9 @@ type Config struct {
 	ModRoot string // holds lib/modules/<release>/ of the kernel's in-tree modules
 	Build   string // holds bpfilter.ko, its test variants (Modules), bpfilter_umh
 	Cache   string // where the initramfs is cached
+	// Slowdown multiplies every VM timeout: a debug kernel runs the same
+	// tests several times slower (BPFILTER_SLOWDOWN, set by the Makefile).
+	Slowdown int
 }
 
 // ConfigFromEnv reads BPFILTER_KERNEL, BPFILTER_MODROOT and BPFILTER_BUILD,
@@ -30,6 +34,15 @@ func ConfigFromEnv() (Config, error) {
 		Build:   os.Getenv("BPFILTER_BUILD"),
 		Cache:   os.Getenv("BPFILTER_CACHE"),
 	}
+	slow := os.Getenv("BPFILTER_SLOWDOWN")
+	if slow == "" {
+		slow = "1"
+	}
+	n, err := strconv.Atoi(slow)
+	if err != nil || n < 1 {
+		return cfg, fmt.Errorf("BPFILTER_SLOWDOWN=%q: want a whole number of at least 1", slow)
+	}
+	cfg.Slowdown = n
 	if cfg.Cache == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {

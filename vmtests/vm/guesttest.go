@@ -60,7 +60,8 @@ func (g GuestTests) Run(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build guest tests %s: %v\n%s", g.Pkg, err, out)
 	}
-	script := GuestSetup + fmt.Sprintf("gouinit -test_timeout=%s\n", g.Timeout) + kmemleakScan +
+	timeout := g.Timeout * time.Duration(cfg.Slowdown)
+	script := GuestSetup + fmt.Sprintf("gouinit -test_timeout=%s\n", timeout) + kmemleakScan +
 		fmt.Sprintf("dmesg > %s/dmesg.txt\n", SharedMount)
 	if err := os.WriteFile(filepath.Join(shared, Script), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
@@ -73,7 +74,7 @@ func (g GuestTests) Run(t *testing.T) {
 	runErr := Run(context.Background(), cfg, initramfs, Boot{
 		Shared:    shared,
 		SerialLog: serial,
-		Timeout:   g.Timeout + time.Minute,
+		Timeout:   timeout + time.Minute,
 	})
 	t.Logf("VM %s ran %v; serial console: %s", name, time.Since(start).Round(100*time.Millisecond), serial)
 	if runErr != nil {
