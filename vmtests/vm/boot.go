@@ -31,33 +31,33 @@ type Boot struct {
 // kept (the umh logs there), and a panic that ends QEMU instead of hanging.
 var kernelArgs = []string{"console=ttyS0", "printk.devkmsg=on", "panic=-1", "quiet"}
 
+// The QEMU binary and machine of every boot, and the accelerator options:
+// the KVM probe (kvm.go) runs qemuMachine with kvmAccel, exactly as a boot
+// under KVM would.
+const (
+	qemuMachine = "qemu-system-x86_64 -m 1024 -smp 2 -nic none"
+	kvmAccel    = "-enable-kvm -cpu host"
+	tcgAccel    = "-accel tcg"
+)
+
 // QEMUCommand is the QEMU binary and machine: VMTEST_QEMU if set, else
-// qemu-system-x86_64 with KVM when /dev/kvm is usable and TCG otherwise.
-func QEMUCommand() string {
+// qemu-system-x86_64 with KVM when a guest really runs under it (KVM) and
+// TCG otherwise. logf (stderr if nil) gets the one line saying why not KVM.
+// The first call may probe, under the VM lock: call it before locking.
+func QEMUCommand(cfg Config, logf func(format string, args ...any)) string {
 	if c := os.Getenv("VMTEST_QEMU"); c != "" {
 		return c
 	}
-	cmd := "qemu-system-x86_64 -m 1024 -smp 2 -nic none"
-	if KVM() {
-		return cmd + " -enable-kvm -cpu host"
+	if KVM(cfg, logf) {
+		return qemuMachine + " " + kvmAccel
 	}
-	return cmd + " -accel tcg"
-}
-
-// KVM tells whether /dev/kvm can be used.
-func KVM() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
+	return qemuMachine + " " + tcgAccel
 }
 
 // Options returns the QEMU options of a boot of cfg with initramfs.
 func Options(cfg Config, initramfs string, b Boot) []qemu.Fn {
 	return []qemu.Fn{
-		qemu.WithQEMUCommand(QEMUCommand()),
+		qemu.WithQEMUCommand(QEMUCommand(cfg, nil)),
 		qemu.WithKernel(cfg.Kernel),
 		qemu.WithInitramfs(initramfs),
 		qemu.WithAppendKernel(kernelArgs...),
@@ -88,7 +88,8 @@ func lockVMs(cfg Config) (unlock func(), err error) {
 // Run boots the VM and waits until it powers off. The serial console goes
 // to b.SerialLog. An error means QEMU did not end cleanly (timeout, crash).
 func Run(ctx context.Context, cfg Config, initramfs string, b Boot) error {
-	if _, err := exec.LookPath(strings.Fields(QEMUCommand())[0]); err != nil {
+	// QEMUCommand decides KVM before the lock is taken: its probe takes it.
+	if _, err := exec.LookPath(strings.Fields(QEMUCommand(cfg, nil))[0]); err != nil {
 		return fmt.Errorf("QEMU is missing (tools/deps.sh vm installs it): %w", err)
 	}
 	unlock, err := lockVMs(cfg)
@@ -121,6 +122,10 @@ func Run(ctx context.Context, cfg Config, initramfs string, b Boot) error {
 // Interactive boots the VM with this process's terminal as its console,
 // for `make shell`. QEMU's escape is Ctrl-A X.
 func Interactive(cfg Config, initramfs string, b Boot) error {
+	// As in Run: decide KVM (its probe takes the lock) before locking.
+	if _, err := exec.LookPath(strings.Fields(QEMUCommand(cfg, nil))[0]); err != nil {
+		return fmt.Errorf("QEMU is missing (tools/deps.sh vm installs it): %w", err)
+	}
 	unlock, err := lockVMs(cfg)
 	if err != nil {
 		return err

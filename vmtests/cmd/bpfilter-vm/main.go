@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/bpfilter/bpfilter/vmtests/vm"
@@ -114,7 +113,7 @@ func boot(mode string) error {
 		SerialLog: filepath.Join(cfg.Build, "vm-"+mode+".log"),
 		Timeout:   5 * time.Minute,
 	}
-	logf("booting %s (%s)", cfg.Kernel, strings.Fields(vm.QEMUCommand())[0])
+	logf("booting %s (%s)", cfg.Kernel, vm.QEMUCommand(cfg, logf))
 	if mode == "shell" {
 		return vm.Interactive(cfg, initramfs, b)
 	}
