@@ -31,7 +31,7 @@ import (
 // probeBound bounds one probe. Under KVM the first console line comes
 // well under a second after QEMU starts (firmware, decompression and
 // early boot run at native speed); under TCG, which emulates every
-// instruction, the test kernel's first line came 1.7 to 2.4 s after the
+// instruction, the test kernel's first line came 1.4 to 2.4 s after the
 // start on a 2-core machine (2026-12-01). 5 s is twice that slowest path,
 // a margin for a loaded host; it is what a host pays once where KVM spins
 // in the firmware (an abort ends the probe at once, in about 50 ms).
