@@ -376,12 +376,12 @@ func TestKVMLine(t *testing.T) {
 		t.Errorf("the stand-in ran %d times, want 1", got)
 	}
 
-	missing, _ := standIn(t, "")
-	missing.devKVM = "/nonexistent/kvm"
+	missing, mdir := standIn(t, "")
+	missing.devKVM = filepath.Join(mdir, "no-kvm") // a key of its own in this process
 	lines = nil
 	missing.decideOnce(logf)
 	missing.decideOnce(logf)
-	if want := "KVM: /nonexistent/kvm is missing; using TCG"; len(lines) != 1 || lines[0] != want {
+	if want := "KVM: " + missing.devKVM + " is missing; using TCG"; len(lines) != 1 || lines[0] != want {
 		t.Errorf("printed %q, want once %q", lines, want)
 	}
 
