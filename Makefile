@@ -62,9 +62,18 @@ $(BUILD)/bpfilter_umh_healthfail: $(UMH_SRC)
 	@mkdir -p $(BUILD)
 	$(GO) build $(GOFLAGS_BUILD) -tags bpfilter_healthfail -o $@ ./umh
 
+# Kbuild runs in a copy of Kbuild and kmod/ under $(BUILD), one per kernel
+# flavour and variant, so that no two builds share objects (a plain and a
+# debug build at once would mix them) and the source tree stays clean.
+# cp -p keeps the sources' times: Kbuild rebuilds only what changed.
+ktree = mkdir -p $(1)/kmod && rm -f $(1)/kmod/*.[ch] && \
+	cp -p Kbuild $(1)/ && cp -p kmod/*.c kmod/*.h $(1)/kmod/
+KTREE = $(BUILD)/kbuild
+
 module: $(KERNEL_TARGET) $(BUILD)/bpfilter_umh
-	$(MAKE) -C $(KDIR) M=$(CURDIR) UMH_BIN=$(BUILD)/bpfilter_umh modules
-	@cp bpfilter.ko $(BUILD)/bpfilter.ko
+	@$(call ktree,$(KTREE))
+	$(MAKE) -C $(KDIR) M=$(KTREE) UMH_BIN=$(BUILD)/bpfilter_umh modules
+	@cp $(KTREE)/bpfilter.ko $(BUILD)/bpfilter.ko
 	@echo "  KO      $(BUILD)/bpfilter.ko: $$(stat -c %s $(BUILD)/bpfilter.ko) bytes"
 
 # Test-only variants of the module, each built in its own M= directory so
@@ -74,9 +83,7 @@ module: $(KERNEL_TARGET) $(BUILD)/bpfilter_umh
 #                           (Kbuild: BPFILTER_TEST=initfail)
 define variant
 $(BUILD)/bpfilter-$(1).ko: module $(2) $(KMOD_SRC)
-	@mkdir -p $(BUILD)/$(1)/kmod
-	@cp -p Kbuild $(BUILD)/$(1)/
-	@cp -p kmod/*.c kmod/*.h $(BUILD)/$(1)/kmod/
+	@$$(call ktree,$(BUILD)/$(1))
 	$(MAKE) -s -C $(KDIR) M=$(BUILD)/$(1) UMH_BIN=$(2) $(3) modules
 	@cp $(BUILD)/$(1)/bpfilter.ko $$@
 endef
@@ -154,11 +161,12 @@ shell: $(VM_DEPS)
 	$(VMENV) $(GO) run ./vmtests/cmd/bpfilter-vm shell
 
 install: module
-	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates modules_install
+	$(MAKE) -C $(KDIR) M=$(KTREE) INSTALL_MOD_DIR=updates modules_install
 	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $$(cat $(KDIR)/include/config/kernel.release)
 
-# Not Kbuild's own clean: it deletes every *.mod below M=, go.mod included.
+# Every flavour's outputs; and what builds in the tree itself left before
+# they moved to build/ (Kbuild's own clean would delete go.mod with *.mod).
 KBUILD_OUTPUTS := bpfilter.ko bpfilter.mod bpfilter.mod.c bpfilter.mod.o bpfilter.o \
 	Module.symvers modules.order .*.cmd kmod/*.o kmod/.*.cmd .tmp_versions
 clean:
-	rm -rf $(BUILD) $(KBUILD_OUTPUTS)
+	rm -rf $(CURDIR)/build $(KBUILD_OUTPUTS)
