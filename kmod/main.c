@@ -128,6 +128,15 @@ out:
 	return err;
 }
 
+/*
+ * bpfilter.trace=1 (or 1 in /sys/module/bpfilter/parameters/trace): the
+ * umh logs every forwarded call, for developers. Off, it logs only what an
+ * admin needs (refusals, failures, start and stop).
+ */
+static bool trace;
+module_param(trace, bool, 0644);
+MODULE_PARM_DESC(trace, "log every forwarded sockopt call in the kernel log");
+
 static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 			   unsigned int optlen, bool is_set)
 {
@@ -139,6 +148,7 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 		.cmd	= optname,
 		.pid	= current->pid,
 		.netns	= net->ns.inum,
+		.flags	= READ_ONCE(trace) ? BPFILTER_REQ_TRACE : 0,
 	};
 
 	/* As ip_tables: the socket's namespace decides who may ask. */

@@ -27,8 +27,11 @@ struct mbox_request {
 	__u32 cmd;	/* optname, or BPFILTER_CMD_HEALTH */
 	__u32 pid;	/* caller's pid in the initial pid namespace */
 	__u32 netns;	/* inode number of the socket's network namespace */
-	__u32 reserved;	/* zero */
+	__u32 flags;	/* BPFILTER_REQ_* */
 };
+
+/* Request flags. */
+#define BPFILTER_REQ_TRACE	0x1	/* log it (bpfilter.trace=1) */
 
 struct mbox_reply {
 	__u32 status;	/* 0, or a negative errno (as two's complement) */

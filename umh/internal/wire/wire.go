@@ -20,6 +20,13 @@ const (
 	FirstSockopt = 64 // the first iptables optname
 )
 
+// Request flags (Request.Flags).
+const (
+	FlagTrace = 1 << 0 // log this request in the kernel log (bpfilter.trace)
+
+	knownFlags = FlagTrace
+)
+
 // RequestSize and ReplySize are the sizes of struct mbox_request and
 // struct mbox_reply.
 const (
@@ -29,13 +36,13 @@ const (
 
 // Request is struct mbox_request.
 type Request struct {
-	Addr     uint64 // caller's optval, in the address space of Pid
-	Len      uint32 // optlen: only [Addr, Addr+Len) may be touched
-	IsSet    uint32 // 1 for setsockopt, 0 for getsockopt
-	Cmd      uint32 // optname, or CmdHealth
-	Pid      uint32 // caller's pid in the initial pid namespace
-	Netns    uint32 // inode number of the socket's network namespace
-	Reserved uint32 // zero
+	Addr  uint64 // caller's optval, in the address space of Pid
+	Len   uint32 // optlen: only [Addr, Addr+Len) may be touched
+	IsSet uint32 // 1 for setsockopt, 0 for getsockopt
+	Cmd   uint32 // optname, or CmdHealth
+	Pid   uint32 // caller's pid in the initial pid namespace
+	Netns uint32 // inode number of the socket's network namespace
+	Flags uint32 // Flag* bits
 }
 
 // Reply is struct mbox_reply: 0 or a negative errno.
@@ -70,19 +77,19 @@ func DecodeRequest(b []byte) (Request, error) {
 	}
 	le := binary.LittleEndian
 	req := Request{
-		Addr:     le.Uint64(b[0:]),
-		Len:      le.Uint32(b[8:]),
-		IsSet:    le.Uint32(b[12:]),
-		Cmd:      le.Uint32(b[16:]),
-		Pid:      le.Uint32(b[20:]),
-		Netns:    le.Uint32(b[24:]),
-		Reserved: le.Uint32(b[28:]),
+		Addr:  le.Uint64(b[0:]),
+		Len:   le.Uint32(b[8:]),
+		IsSet: le.Uint32(b[12:]),
+		Cmd:   le.Uint32(b[16:]),
+		Pid:   le.Uint32(b[20:]),
+		Netns: le.Uint32(b[24:]),
+		Flags: le.Uint32(b[28:]),
 	}
 	if req.IsSet > 1 {
 		return req, fmt.Errorf("garbled request: is_set %d", req.IsSet)
 	}
-	if req.Reserved != 0 {
-		return req, fmt.Errorf("garbled request: reserved %#x", req.Reserved)
+	if req.Flags&^knownFlags != 0 {
+		return req, fmt.Errorf("garbled request: flags %#x", req.Flags)
 	}
 	return req, nil
 }
@@ -97,7 +104,7 @@ func (r Request) Encode() []byte {
 	le.PutUint32(b[16:], r.Cmd)
 	le.PutUint32(b[20:], r.Pid)
 	le.PutUint32(b[24:], r.Netns)
-	le.PutUint32(b[28:], r.Reserved)
+	le.PutUint32(b[28:], r.Flags)
 	return b
 }
 

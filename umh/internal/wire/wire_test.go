@@ -28,10 +28,11 @@ func cLayout(t *testing.T) map[string]uintptr {
 		{Name: "netns_exit", C: "BPFILTER_CMD_NETNS_EXIT"},
 		{Name: "shutdown", C: "BPFILTER_CMD_SHUTDOWN"},
 		{Name: "netdev", C: "BPFILTER_CMD_NETDEV"},
+		{Name: "flag_trace", C: "BPFILTER_REQ_TRACE"},
 		{Name: "mbox_reply.status", C: "offsetof(struct mbox_reply, status)"},
 		{Name: "mbox_reply.status.size", C: "sizeof(((struct mbox_reply *)0)->status)"},
 	}
-	for _, f := range []string{"addr", "len", "is_set", "cmd", "pid", "netns", "reserved"} {
+	for _, f := range []string{"addr", "len", "is_set", "cmd", "pid", "netns", "flags"} {
 		exprs = append(exprs,
 			cvalues.Expr{Name: "mbox_request." + f, C: "offsetof(struct mbox_request, " + f + ")"},
 			cvalues.Expr{Name: "mbox_request." + f + ".size", C: "sizeof(((struct mbox_request *)0)->" + f + ")"})
@@ -52,10 +53,11 @@ func TestPinnedToC(t *testing.T) {
 		"netns_exit":   CmdNetnsExit,
 		"shutdown":     CmdShutdown,
 		"netdev":       CmdNetdev,
+		"flag_trace":   FlagTrace,
 	}
 	cNames := map[string]string{
 		"Addr": "addr", "Len": "len", "IsSet": "is_set", "Cmd": "cmd",
-		"Pid": "pid", "Netns": "netns", "Reserved": "reserved",
+		"Pid": "pid", "Netns": "netns", "Flags": "flags",
 	}
 	rt := reflect.TypeOf(Request{})
 	for i := 0; i < rt.NumField(); i++ {
@@ -80,7 +82,7 @@ func TestPinnedToC(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	want := Request{Addr: 0x7ffd12345678, Len: 84, IsSet: 1, Cmd: 64, Pid: 1234, Netns: 4026531840}
+	want := Request{Addr: 0x7ffd12345678, Len: 84, IsSet: 1, Cmd: 64, Pid: 1234, Netns: 4026531840, Flags: FlagTrace}
 	got, err := ReadRequest(bytes.NewReader(want.Encode()))
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +95,7 @@ func TestRoundTrip(t *testing.T) {
 func TestReadRequestErrors(t *testing.T) {
 	full := Request{Cmd: 64}.Encode()
 	garbled := Request{Cmd: 64, IsSet: 7}.Encode()
-	reserved := Request{Cmd: 64, Reserved: 1}.Encode()
+	flags := Request{Cmd: 64, Flags: 1 << 1}.Encode()
 	tests := []struct {
 		name  string
 		in    []byte
@@ -104,7 +106,7 @@ func TestReadRequestErrors(t *testing.T) {
 		{"short", full[:5], false, true},
 		{"one byte short", full[:RequestSize-1], false, true},
 		{"is_set not boolean", garbled, false, false},
-		{"reserved not zero", reserved, false, false},
+		{"unknown flag", flags, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
