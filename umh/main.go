@@ -7,8 +7,6 @@ package main
 import (
 	"os"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/bpfilter/bpfilter/umh/internal/enforce"
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
@@ -43,17 +41,9 @@ func main() {
 	tables.OnChange = enf.Changed
 	enf.Resume(tables.Restore)
 	s := &server.Server{
-		Handler: server.HandlerFunc(func(req wire.Request) int32 {
+		Handler: server.HandlerFunc(func(req wire.Request) (int32, string) {
 			mem := procmem.New(int(req.Pid), req.Addr, req.Len)
-			status, reason := tables.Sockopt(req.Netns, req.Cmd, req.IsSet != 0, mem)
-			switch {
-			case reason == "":
-			case status == -int32(unix.ENOPROTOOPT):
-				log.Debugf("%s", reason)
-			default:
-				log.Warnf("%s", reason)
-			}
-			return status
+			return tables.Sockopt(req.Netns, req.Cmd, req.IsSet != 0, mem)
 		}),
 		NetnsExit: func(netns uint32) {
 			tables.Forget(netns)

@@ -15,19 +15,28 @@ import (
 	"github.com/bpfilter/bpfilter/umh/internal/wire"
 )
 
-// Handler answers one forwarded sockopt request. The result is the reply
-// status: 0 or a negative errno.
+// Handler answers one forwarded sockopt request. status is the reply: 0
+// or a negative errno. reason, if not empty, says why the call was
+// refused or handed on (-ENOPROTOOPT), or warns about a call that
+// succeeded.
 type Handler interface {
-	Handle(req wire.Request) int32
+	Handle(req wire.Request) (status int32, reason string)
 }
 
 // HandlerFunc adapts a function to Handler.
-type HandlerFunc func(req wire.Request) int32
+type HandlerFunc func(req wire.Request) (status int32, reason string)
 
 // Handle calls f.
-func (f HandlerFunc) Handle(req wire.Request) int32 { return f(req) }
+func (f HandlerFunc) Handle(req wire.Request) (int32, string) { return f(req) }
 
 // Server answers the module's requests.
+//
+// What it logs: the notable lines always (a refused change and why, a
+// warning about one made, its own failures); one trace line per request
+// only when the request asks for it (wire.FlagTrace, which the module sets
+// while its trace parameter is on). Ordinary calls are many (every
+// iptables command makes several) and the kernel rate-limits what one
+// process writes to /dev/kmsg: by default they leave no line at all.
 type Server struct {
 	Handler Handler
 	Log     *klog.Logger
@@ -65,6 +74,9 @@ func (s *Server) Serve(r io.Reader, w io.Writer) error {
 }
 
 func (s *Server) answer(req wire.Request) (status int32) {
+	// Whatever is logged while this request is answered is traced if it
+	// asks to be.
+	s.Log.SetTrace(req.Flags&wire.FlagTrace != 0)
 	defer func() {
 		if r := recover(); r != nil {
 			s.Log.Errorf("BUG: %s failed: %v\n%s", describe(req), r, debug.Stack())
@@ -102,9 +114,27 @@ func (s *Server) answer(req wire.Request) (status int32) {
 		s.Log.Errorf("unknown control command %d", req.Cmd)
 		return -int32(unix.EINVAL)
 	}
-	status = s.Handler.Handle(req)
-	s.Log.Debugf("%s: %d", describe(req), status)
+	status, reason := s.Handler.Handle(req)
+	switch {
+	case reason == "":
+		s.Log.Debugf("%s: %d", describe(req), status)
+	case notable(req, status):
+		s.Log.Warnf("%s", reason)
+		s.Log.Debugf("%s: %d", describe(req), status)
+	default:
+		s.Log.Debugf("%s: %d (%s)", describe(req), status, reason)
+	}
 	return status
+}
+
+// notable tells whether the reason given for a call is logged even
+// without tracing: a change (setsockopt) that was refused, or a warning
+// about a call that succeeded. A get that fails, and a call handed on to
+// ip_tables (-ENOPROTOOPT), are ordinary: iptables asks for revisions
+// that may not exist, retries IPT_SO_GET_ENTRIES when the table changed
+// under it, and asks about tables that ip_tables serves.
+func notable(req wire.Request, status int32) bool {
+	return status == 0 || (req.IsSet != 0 && status != -int32(unix.ENOPROTOOPT))
 }
 
 func describe(req wire.Request) string {
