@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,4 +90,51 @@ func (k *Kmsg) Wait(t testing.TB, re *regexp.Regexp, timeout time.Duration) []st
 		t.Fatalf("no kernel message matching %q within %v; got:\n%s", re, timeout, strings.Join(k.Lines(), "\n"))
 	}
 	return m
+}
+
+// TraceParam is bpfilter.ko's trace switch: while it is 1, the umh logs a
+// line for every forwarded call ("bpfilter_umh: getsockopt 64 len ...").
+const TraceParam = "/sys/module/bpfilter/parameters/trace"
+
+// TraceBurst is how many lines the kernel lets one open file of /dev/kmsg
+// write per 5 seconds under its default printk.devkmsg=ratelimit
+// (DEFAULT_RATELIMIT_BURST); it drops the rest. The umh writes its trace
+// lines on a file of their own: a test that reads them must make fewer
+// calls than this within 5 s.
+const TraceBurst = 10
+
+// SetTrace switches the loaded module's trace parameter; t's end switches
+// it off again if the module is still there.
+func SetTrace(t testing.TB, on bool) {
+	t.Helper()
+	v := "0"
+	if on {
+		v = "1"
+	}
+	if err := os.WriteFile(TraceParam, []byte(v+"\n"), 0); err != nil {
+		t.Fatalf("bpfilter.trace=%s: %v", v, err)
+	}
+	t.Cleanup(func() {
+		if _, err := os.Stat(TraceParam); err == nil {
+			_ = os.WriteFile(TraceParam, []byte("0\n"), 0)
+		}
+	})
+}
+
+// suppressedRe is what the kernel logs when a rate-limited writer closes
+// its file of /dev/kmsg (ratelimit_state_exit, under printk's pr_fmt).
+var suppressedRe = regexp.MustCompile(`^printk: (\S+): (\d+) output lines suppressed due to ratelimiting$`)
+
+// Suppressed returns, for each file of /dev/kmsg that a process named comm
+// closed since NewKmsg after the kernel had dropped some of its lines, how
+// many it dropped.
+func (k *Kmsg) Suppressed(comm string) []int {
+	var out []int
+	for _, l := range k.Lines() {
+		if m := suppressedRe.FindStringSubmatch(l); m != nil && m[1] == comm {
+			n, _ := strconv.Atoi(m[2])
+			out = append(out, n)
+		}
+	}
+	return out
 }

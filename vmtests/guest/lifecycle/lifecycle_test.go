@@ -103,6 +103,9 @@ func opName(set bool) string {
 
 func TestForwarding(t *testing.T) {
 	load(t, gt.GoodKO)
+	// One trace line per call: these few stay under the kernel's
+	// rate limit of the umh's trace file (gt.TraceBurst).
+	gt.SetTrace(t, true)
 	fd, err := gt.RawSocket()
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +131,7 @@ func TestForwarding(t *testing.T) {
 			t.Errorf("%ssockopt %d with a zeroed buffer succeeded", opName(so.set), so.opt)
 		}
 		want := regexp.MustCompile(`^bpfilter_umh: ` + opName(so.set) + `sockopt ` + strconv.Itoa(so.opt) +
-			` len 84 pid ` + strconv.Itoa(tid) + ` netns \d+: -(\d+)$`)
+			` len 84 pid ` + strconv.Itoa(tid) + ` netns \d+: -(\d+)( \(.+\))?$`)
 		m := k.Wait(t, want, 5*time.Second)
 		if errno, _ := strconv.Atoi(m[1]); !ipTablesLoaded && !errorsIs(err, unix.Errno(errno)) {
 			t.Errorf("%ssockopt %d: %v, but the umh answered -%d", opName(so.set), so.opt, err, errno)
@@ -151,6 +154,8 @@ func errorsIs(err error, errno unix.Errno) bool {
 
 func TestUnprivilegedGetsEPERM(t *testing.T) {
 	load(t, gt.GoodKO)
+	// Traced, every call that reaches the umh leaves a line.
+	gt.SetTrace(t, true)
 	self := copySelf(t)
 	for _, so := range sockopts {
 		k := gt.NewKmsg(t)
@@ -175,6 +180,16 @@ func TestUnprivilegedGetsEPERM(t *testing.T) {
 			t.Errorf("an unprivileged request reached the umh: %q", seen)
 		}
 	}
+
+	// The same probe as root does reach it, and is seen: the silence
+	// above was not for want of tracing.
+	k := gt.NewKmsg(t)
+	cmd := exec.Command(self)
+	cmd.Env = []string{probeEnv + "=get:" + strconv.Itoa(gt.GetInfo)}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("probe as root: %v\n%s", err, out)
+	}
+	k.Wait(t, regexp.MustCompile(`^bpfilter_umh: getsockopt `+strconv.Itoa(gt.GetInfo)+` `), 5*time.Second)
 }
 
 // copySelf copies the test binary where an unprivileged user can run it.
@@ -223,6 +238,9 @@ func TestRmmod(t *testing.T) {
 
 func TestKilledUmhRestarts(t *testing.T) {
 	pid := load(t, gt.GoodKO)
+	// The restarted umh's answer is checked in its trace line; the few
+	// calls of one iptables command stay under the kernel's rate limit.
+	gt.SetTrace(t, true)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
