@@ -32,8 +32,13 @@ echo; echo "==> real packets: a network namespace behind a veth pair"
 $M/bpfilter-probe setup
 $M/bpfilter-probe udp 23 5
 $M/bpfilter-probe udp 24 5
+echo "# echo 1 > /sys/module/bpfilter/parameters/trace   (the umh logs every call)"
+echo 1 > /sys/module/bpfilter/parameters/trace
 echo "# iptables-legacy -A INPUT -p udp --dport 23 -j DROP"
 iptables-legacy -A INPUT -p udp --dport 23 -j DROP
+echo 0 > /sys/module/bpfilter/parameters/trace
+echo "# dmesg | grep bpfilter_umh: (what the umh saw of that command)"
+dmesg | grep "bpfilter_umh: [gs]etsockopt"
 echo "# iptables-legacy -L -n"
 iptables-legacy -L -n
 $M/bpfilter-probe udp 23 5
@@ -45,8 +50,6 @@ iptables-legacy -F
 $M/bpfilter-probe udp 23 5
 echo "# iptables-legacy -L -n"
 iptables-legacy -L -n
-echo; echo "==> what the umh saw (its kernel log)"
-dmesg | grep "bpfilter_umh: [gs]etsockopt"
 echo; echo "==> rmmod bpfilter"
 rmmod bpfilter
 dmesg | grep "bpfilter: stopped"
