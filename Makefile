@@ -111,7 +111,8 @@ deps-vm:
 # How much slower than the test kernel the kernel runs the tests under TCG
 # (measured): every VM timeout is multiplied by it.
 SLOWDOWN := $(or $(if $(filter debug,$(KCONFIG_DEBUG)),2),$(if $(filter kasan,$(KCONFIG_DEBUG)),8),1)
-VMENV = BPFILTER_KERNEL=$(KERNEL_IMAGE) BPFILTER_MODROOT=$(MODROOT) BPFILTER_BUILD=$(BUILD) BPFILTER_SLOWDOWN=$(SLOWDOWN)
+VMENV = BPFILTER_KERNEL=$(KERNEL_IMAGE) BPFILTER_MODROOT=$(MODROOT) BPFILTER_BUILD=$(BUILD) BPFILTER_SLOWDOWN=$(SLOWDOWN) \
+	BPFILTER_FLAVOUR=$(filter-out 0,$(KCONFIG_DEBUG))
 
 vmtest: $(VM_DEPS)
 	$(VMENV) $(GO) test -count=1 -timeout $$((60 * $(SLOWDOWN)))m -v $(if $(RUN),-run '$(RUN)') ./vmtests/ 2>&1 | tee $(BUILD)/vmtest.log; exit $${PIPESTATUS[0]}

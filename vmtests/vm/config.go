@@ -22,6 +22,9 @@ type Config struct {
 	// Slowdown multiplies every VM timeout: a debug kernel runs the same
 	// tests several times slower (BPFILTER_SLOWDOWN, set by the Makefile).
 	Slowdown int
+	// Flavour is the debug flavour of the kernel (kconfig/<flavour>.config:
+	// debug, kasan), or "" for the test kernel (BPFILTER_FLAVOUR).
+	Flavour string
 }
 
 // ConfigFromEnv reads BPFILTER_KERNEL, BPFILTER_MODROOT and BPFILTER_BUILD,
@@ -43,6 +46,7 @@ func ConfigFromEnv() (Config, error) {
 		return cfg, fmt.Errorf("BPFILTER_SLOWDOWN=%q: want a whole number of at least 1", slow)
 	}
 	cfg.Slowdown = n
+	cfg.Flavour = os.Getenv("BPFILTER_FLAVOUR")
 	if cfg.Cache == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {

@@ -19,6 +19,11 @@ import (
 type GuestTests struct {
 	Pkg     string        // import path of the guest test package
 	Timeout time.Duration // for the whole VM run
+	// OnDebugKernel, if set, is a -test.run pattern: on a debug kernel
+	// (Config.Flavour), only the guest tests that reach kmod's paths run,
+	// since the rest (umh and scale tests) are many times slower there and
+	// test nothing of the kernel's that the plain run does not.
+	OnDebugKernel string
 }
 
 // runnerError is what gouinit reports about a test binary.
@@ -66,6 +71,12 @@ func (g GuestTests) Run(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(shared, Script), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if cfg.Flavour != "" && g.OnDebugKernel != "" {
+		t.Logf("on the %s kernel, only the guest tests matching %s", cfg.Flavour, g.OnDebugKernel)
+		if err := os.WriteFile(filepath.Join(shared, "run"), []byte(g.OnDebugKernel+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	serial := filepath.Join(cfg.Build, "vmtest-"+name+".log")
 	dmesgCopy := filepath.Join(cfg.Build, "vmtest-"+name+".dmesg")
@@ -90,6 +101,17 @@ func (g GuestTests) Run(t *testing.T) {
 		t.Error(p)
 	}
 	reportEvents(t, results, serial)
+	if cfg.Flavour != "" && g.OnDebugKernel != "" {
+		ran := map[string]bool{}
+		for _, e := range results {
+			ran[e.Test] = true
+		}
+		for _, name := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(g.OnDebugKernel, "^("), ")$"), "|") {
+			if !ran[name] {
+				t.Errorf("%s did not run in the guest (OnDebugKernel %s names it)", name, g.OnDebugKernel)
+			}
+		}
+	}
 
 	for _, log := range []string{serial, filepath.Join(shared, "dmesg.txt")} {
 		bad, err := KernelProblems(log)

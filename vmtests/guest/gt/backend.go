@@ -144,11 +144,11 @@ func DisableModprobe(t testing.TB) (restore func()) {
 var Extensions = []string{"xt_tcpudp", "xt_multiport", "xt_iprange", "xt_comment", "xt_mark"}
 
 // MainWithoutStub is a TestMain for packages that switch backends: it
-// removes the in-tree stub (RemoveStub), then runs the tests.
+// removes the in-tree stub (RemoveStub), then runs the tests (RunTests).
 func MainWithoutStub(m *testing.M) {
 	if err := RemoveStub(ReleaseOrExit()); err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	os.Exit(RunTests(m))
 }

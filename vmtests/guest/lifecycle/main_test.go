@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 	if p := os.Getenv(probeEnv); p != "" {
 		os.Exit(probe(p))
 	}
-	os.Exit(m.Run())
+	os.Exit(gt.RunTests(m))
 }
 
 // probe does "get:N" or "set:N" on a raw socket and prints "errno E".
