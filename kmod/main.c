@@ -78,11 +78,16 @@ static int read_reply(struct mbox_reply *reply)
  * One request, one reply, under bpfilter_ops.lock. The pipes wait
  * interruptibly: every signal but SIGKILL is blocked meanwhile, so that a
  * signal to the caller neither cuts a call short nor is taken for a dead
- * umh; it is delivered when the call returns. Only a broken pipe stops
- * the umh (the kernel starts a new one on the next call).
+ * umh; it is delivered when the call returns. Not in a kernel thread (a
+ * namespace exit, the notifier's work): it ignores signals, but not
+ * blocked ones, so the SIGPIPE of a write to a dead umh would stay pending
+ * on that worker for good, and every fork from it (a umh start) would
+ * fail. Only a broken pipe stops the umh (the kernel starts a new one on
+ * the next call).
  */
 static int send_req(const struct mbox_request *req)
 {
+	bool user = !(current->flags & PF_KTHREAD);
 	struct mbox_reply reply;
 	sigset_t blocked, saved;
 	loff_t pos = 0;
@@ -92,8 +97,10 @@ static int send_req(const struct mbox_request *req)
 	if (!bpfilter_ops.info.tgid)
 		return -EFAULT;
 
-	siginitsetinv(&blocked, sigmask(SIGKILL));
-	sigprocmask(SIG_BLOCK, &blocked, &saved);
+	if (user) {
+		siginitsetinv(&blocked, sigmask(SIGKILL));
+		sigprocmask(SIG_BLOCK, &blocked, &saved);
+	}
 
 	if (reply_owed) {
 		err = read_reply(&reply);
@@ -120,7 +127,8 @@ static int send_req(const struct mbox_request *req)
 	else if (!err)
 		err = (int)reply.status;
 out:
-	sigprocmask(SIG_SETMASK, &saved, NULL);
+	if (user)
+		sigprocmask(SIG_SETMASK, &saved, NULL);
 	if (err == -EPIPE) {
 		shutdown_umh();
 		err = -EFAULT;
