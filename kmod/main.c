@@ -171,7 +171,11 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 
 /*
  * Like ip_tables, the umh keeps tables per network namespace: tell it when
- * one is gone, so that its state does not pile up.
+ * one is gone, so that its state does not pile up. A dead umh is started
+ * again for that (unless the module is not, or no longer, serving calls):
+ * the namespace's inode number, by which the umh knows it, is freed after
+ * this, and a new namespace may get it before anything else starts a umh,
+ * which would then take the dead namespace's table for the new one's.
  */
 static void __net_exit bpfilter_net_exit(struct net *net)
 {
@@ -182,7 +186,7 @@ static void __net_exit bpfilter_net_exit(struct net *net)
 	};
 
 	mutex_lock(&bpfilter_ops.lock);
-	if (bpfilter_ops.info.tgid)
+	if (bpfilter_ops.start && umh_alive())
 		send_req(&req);
 	mutex_unlock(&bpfilter_ops.lock);
 }
