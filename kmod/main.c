@@ -26,7 +26,8 @@
 /*
  * A request whose reply the umh still owes: its caller was killed while
  * waiting. The reply is read (and dropped) before the next request, so
- * that no caller ever gets another one's answer. Under bpfilter_ops.lock.
+ * that no caller ever gets another one's answer. bpfilter_ops.lock
+ * guards it, as everything in bpfilter_ops.
  */
 static bool reply_owed;
 
@@ -34,6 +35,7 @@ static void shutdown_umh(void)
 {
 	struct pid *tgid = bpfilter_ops.info.tgid;
 
+	lockdep_assert_held(&bpfilter_ops.lock);
 	if (!tgid)
 		return;
 	kill_pid(tgid, SIGKILL, 1);
@@ -45,12 +47,13 @@ static void shutdown_umh(void)
 static int start_umh(void);
 
 /*
- * Under bpfilter_ops.lock: whether a umh runs, starting one if the last
- * one died (as the kernel does before a sockopt call). A restarted umh
- * takes back the state its predecessor left.
+ * Whether a umh runs, starting one if the last one died (as the kernel
+ * does before a sockopt call). A restarted umh takes back the state its
+ * predecessor left.
  */
 static bool umh_alive(void)
 {
+	lockdep_assert_held(&bpfilter_ops.lock);
 	if (bpfilter_ops.info.tgid &&
 	    thread_group_exited(bpfilter_ops.info.tgid))
 		shutdown_umh();
@@ -75,15 +78,14 @@ static int read_reply(struct mbox_reply *reply)
 }
 
 /*
- * One request, one reply, under bpfilter_ops.lock. The pipes wait
- * interruptibly: every signal but SIGKILL is blocked meanwhile, so that a
- * signal to the caller neither cuts a call short nor is taken for a dead
- * umh; it is delivered when the call returns. Not in a kernel thread (a
- * namespace exit, the notifier's work): it ignores signals, but not
- * blocked ones, so the SIGPIPE of a write to a dead umh would stay pending
- * on that worker for good, and every fork from it (a umh start) would
- * fail. Only a broken pipe stops the umh (the kernel starts a new one on
- * the next call).
+ * One request, one reply. The pipes wait interruptibly: every signal but
+ * SIGKILL is blocked meanwhile, so that a signal to the caller neither
+ * cuts a call short nor is taken for a dead umh; it is delivered when the
+ * call returns. Not in a kernel thread (a namespace exit, the notifier's
+ * work): it ignores signals, but not blocked ones, so the SIGPIPE of a
+ * write to a dead umh would stay pending on that worker for good, and
+ * every fork from it (a umh start) would fail. Only a broken pipe stops
+ * the umh (the kernel starts a new one on the next call).
  */
 static int send_req(const struct mbox_request *req)
 {
@@ -94,6 +96,7 @@ static int send_req(const struct mbox_request *req)
 	ssize_t n;
 	int err;
 
+	lockdep_assert_held(&bpfilter_ops.lock);
 	if (!bpfilter_ops.info.tgid)
 		return -EFAULT;
 
@@ -290,7 +293,7 @@ static void drop_netdev_events(void)
 	}
 }
 
-/* Called with bpfilter_ops.lock held, at init and when the umh died. */
+/* At init, and when the umh died (the kernel calls it then, as ->start). */
 static int start_umh(void)
 {
 	struct mbox_request req = {
@@ -299,6 +302,7 @@ static int start_umh(void)
 	};
 	int err;
 
+	lockdep_assert_held(&bpfilter_ops.lock);
 	reply_owed = false;	/* a new umh owes nothing */
 	err = fork_usermode_driver(&bpfilter_ops.info);
 	if (err) {
