@@ -350,6 +350,13 @@ static int __init bpfilter_init(void)
 	if (err)
 		goto unregister;
 
+#ifdef BPFILTER_TEST_INITFAIL
+	/* Test build (BPFILTER_TEST=initfail): fail with the hook published. */
+	pr_info("test build: init fails now, the sockopt hook published\n");
+	err = -ECANCELED;
+	goto stop;
+#endif
+
 	/* Replays NETDEV_REGISTER for every existing interface. */
 	err = register_netdevice_notifier(&bpfilter_netdev_nb);
 	if (err) {
