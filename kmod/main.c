@@ -148,6 +148,12 @@ static bool trace;
 module_param(trace, bool, 0644);
 MODULE_PARM_DESC(trace, "log every forwarded sockopt call in the kernel log");
 
+/* The flags of every request: the module's own ones are traced too. */
+static u32 req_flags(void)
+{
+	return READ_ONCE(trace) ? BPFILTER_REQ_TRACE : 0;
+}
+
 static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 			   unsigned int optlen, bool is_set)
 {
@@ -159,7 +165,7 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 		.cmd	= optname,
 		.pid	= current->pid,
 		.netns	= net->ns.inum,
-		.flags	= READ_ONCE(trace) ? BPFILTER_REQ_TRACE : 0,
+		.flags	= req_flags(),
 	};
 
 	/* As ip_tables: the socket's namespace decides who may ask. */
@@ -186,6 +192,7 @@ static void __net_exit bpfilter_net_exit(struct net *net)
 		.is_set	= 1,
 		.cmd	= BPFILTER_CMD_NETNS_EXIT,
 		.netns	= net->ns.inum,
+		.flags	= req_flags(),
 	};
 
 	mutex_lock(&bpfilter_ops.lock);
@@ -217,6 +224,7 @@ static void netdev_work_fn(struct work_struct *work)
 	struct mbox_request req = {
 		.is_set	= 1,
 		.cmd	= BPFILTER_CMD_NETDEV,
+		.flags	= req_flags(),
 	};
 	struct netdev_event *ev;
 
@@ -299,6 +307,7 @@ static int start_umh(void)
 	struct mbox_request req = {
 		.cmd	= BPFILTER_CMD_HEALTH,
 		.pid	= current->pid,
+		.flags	= req_flags(),
 	};
 	int err;
 
@@ -386,6 +395,7 @@ static void __exit bpfilter_exit(void)
 	struct mbox_request req = {
 		.is_set	= 1,
 		.cmd	= BPFILTER_CMD_SHUTDOWN,
+		.flags	= req_flags(),
 	};
 	int err = -ESRCH;
 

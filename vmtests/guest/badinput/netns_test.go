@@ -174,10 +174,14 @@ func TestNamespaces(t *testing.T) {
 	t.Logf("netns a %d on thread %d (the main thread: %v)", a.ino, a.tid, a.tid == unix.Getpid())
 	k := gt.NewKmsg(t)
 	ino := a.ino
+	// The umh's line for an exit is trace: on only while it is awaited,
+	// within the kernel's burst of trace lines.
+	gt.SetTrace(t, true)
 	a.close()
 	gone := regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, ino))
 	k.Wait(t, gone, 30*time.Second)
 	t.Logf("netns %d: the umh was told it is gone", ino)
+	gt.SetTrace(t, false)
 
 	// The others keep their tables.
 	delete(want, "a")
@@ -194,6 +198,7 @@ func TestNamespaces(t *testing.T) {
 		t.Errorf("a new namespace:\n%s\nwant:\n%s", got, w)
 	}
 	inoB, inoC := b.ino, c.ino
+	gt.SetTrace(t, true)
 	b.close()
 	c.close()
 	for _, ino := range []uint64{inoB, inoC} {
