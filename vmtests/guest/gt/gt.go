@@ -26,8 +26,14 @@ const ModDir = "/mount/9p/gotestdata/modules"
 var (
 	GoodKO       = filepath.Join(ModDir, "bpfilter.ko")
 	HealthFailKO = filepath.Join(ModDir, "bpfilter-healthfail.ko")
+	InitFailKO   = filepath.Join(ModDir, "bpfilter-initfail.ko") // see InitFailErrno
 	UmhBinary    = filepath.Join(ModDir, "bpfilter_umh")
 )
+
+// InitFailErrno is what init of InitFailKO fails with: that build
+// (kmod/main.c, BPFILTER_TEST_INITFAIL) fails right after publishing the
+// sockopt hook, through the real error path.
+const InitFailErrno = syscall.ECANCELED
 
 // Run runs a command and returns its combined output and error.
 func Run(name string, args ...string) (string, error) {

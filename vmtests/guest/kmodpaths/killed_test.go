@@ -1,0 +1,265 @@
+//go:build vmguest
+
+package kmodpaths
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
+)
+
+const bigRules = 10000
+
+// bigTable is a restore input of bigRules rules in INPUT, and what
+// iptables-legacy -S prints for it.
+func bigTable() (input, rules string) {
+	var in, s strings.Builder
+	in.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
+	s.WriteString("-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n")
+	for i := 0; i < bigRules; i++ {
+		src := fmt.Sprintf("10.%d.%d.%d/32", 100+i>>16, i>>8&255, i&255)
+		port := 1 + i%60000
+		fmt.Fprintf(&in, "-A INPUT -s %s -p tcp --dport %d -j DROP\n", src, port)
+		fmt.Fprintf(&s, "-A INPUT -s %s -p tcp -m tcp --dport %d -j DROP\n", src, port)
+	}
+	in.WriteString("COMMIT\n")
+	return in.String(), s.String()
+}
+
+const (
+	smallTable = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" +
+		"-A INPUT -s 10.255.0.1/32 -j DROP\nCOMMIT\n"
+	smallRules   = "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-A INPUT -s 10.255.0.1/32 -j DROP\n"
+	smallEntries = 5 // three policies, the rule, the ERROR entry
+)
+
+// replaceRe is the umh's warning about the killed caller's replace: it
+// could not write the old counters back to the caller (the new table is
+// in place), or could not read its blob (the old table stays). Either way
+// the caller was gone before the umh answered.
+var replaceRe = regexp.MustCompile(`^bpfilter_umh: IPT_SO_SET_REPLACE: (.*)$`)
+
+// TestCallerKilledMidCall: iptables-legacy-restore of 10,000 rules (its
+// SET_REPLACE keeps the umh busy for a good while) is sent SIGKILL while
+// it waits for the umh's answer, and so is a second caller, queued behind
+// it, before it could send its request: at once, and again half-way
+// through the replace. The module owes the dead caller's reply: the next
+// caller must wait for it, drop it and get its own answer, and so must
+// every call after it (a GET_INFO of the wrong length gets EINVAL, a
+// GET_ENTRIES of the wrong size EAGAIN, good ones 0, in turn: any answer
+// handed to the wrong caller shows). The umh keeps its pid, GET_INFO and
+// GET_ENTRIES describe one table, the old one or the new one as the umh's
+// warning about the dead caller says, and the module logs no trouble.
+func TestCallerKilledMidCall(t *testing.T) {
+	fresh(t)
+	load(t, gt.GoodKO)
+	pid := umhPid(t)
+	input, bigOut := bigTable()
+
+	// How long the umh takes for the replace, undisturbed.
+	restore(t, smallTable)
+	a := startRestore(t, input)
+	waitInSockopt(t, a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace, time.Minute)
+	start := time.Now()
+	for inSockopt(a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace) {
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(start)
+	if err := a.cmd.Wait(); err != nil {
+		t.Fatalf("iptables-legacy-restore of %d rules: %v\n%s", bigRules, err, a.out.String())
+	}
+	t.Logf("the replace of %d rules took %v", bigRules, took.Round(time.Millisecond))
+
+	for _, r := range []struct {
+		name  string
+		delay time.Duration
+	}{{"at once", 0}, {"half-way", took / 2}} {
+		t.Run(r.name, func(t *testing.T) {
+			restore(t, smallTable)
+			killMidReplace(t, input, r.delay, bigOut)
+			if npid := umhPid(t); npid != pid {
+				t.Fatalf("the umh changed from %d to %d", pid, npid)
+			}
+		})
+	}
+	noFallback(t)
+}
+
+func restore(t *testing.T, input string) {
+	t.Helper()
+	if out, err := gt.Restore(input); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+}
+
+// child is a process of the test and what it printed.
+type child struct {
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+func (c *child) start(t *testing.T) {
+	t.Helper()
+	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cmd.Process.Kill(); c.cmd.Wait() })
+}
+
+// killed waits for the child and fails t unless SIGKILL ended it.
+func (c *child) killed(t *testing.T, name string) {
+	t.Helper()
+	err := c.cmd.Wait()
+	ws, ok := err.(*exec.ExitError)
+	if !ok || ws.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("%s did not die of SIGKILL: %v\n%s", name, err, c.out.String())
+	}
+}
+
+func startRestore(t *testing.T, input string) *child {
+	t.Helper()
+	c := &child{cmd: exec.Command("iptables-legacy-restore")}
+	c.cmd.Stdin = strings.NewReader(input)
+	c.start(t)
+	return c
+}
+
+// startProbe starts the test binary as a child that makes one GET_INFO
+// call as soon as it reads a byte from the returned pipe.
+func startProbe(t *testing.T) (*child, io.WriteCloser) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: exec.Command(self)}
+	c.cmd.Env = []string{probeEnv + "=1"}
+	w, err := c.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.start(t)
+	// Ready when it waits for that byte.
+	waitIn(t, c.cmd.Process.Pid, "reading its stdin", 2*time.Minute, func() bool {
+		return inSyscall(c.cmd.Process.Pid, sysRead, 0)
+	})
+	return c, w
+}
+
+// killMidReplace restores input (bigOut is its iptables -S) with a caller
+// that is killed delay after it entered its SET_REPLACE, together with a
+// second caller queued behind it, and checks the calls that follow.
+func killMidReplace(t *testing.T, input string, delay time.Duration, bigOut string) {
+	k := gt.NewKmsg(t)
+	b, goB := startProbe(t)
+
+	// A: the slow replace.
+	a := startRestore(t, input)
+	waitInSockopt(t, a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace, time.Minute)
+	inCall := time.Now()
+	// B: a GET_INFO that waits behind A for the module's lock.
+	if _, err := goB.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	waitInSockopt(t, b.cmd.Process.Pid, sysGetsockopt, gt.GetInfo, time.Minute)
+	time.Sleep(delay - time.Since(inCall))
+	if !inSockopt(a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace) {
+		t.Fatalf("iptables-legacy-restore got its answer within %v, before the kill", time.Since(inCall))
+	}
+	// B waits uninterruptibly for the lock: its SIGKILL takes effect
+	// when it next waits, for the reply that A leaves owed, before it
+	// writes its own request.
+	if err := b.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAfter := time.Since(inCall)
+	a.killed(t, "iptables-legacy-restore")
+	b.killed(t, "the GET_INFO probe")
+	t.Logf("both callers killed %v into the replace", killedAfter.Round(time.Millisecond))
+
+	// The next calls, on one thread, each with an answer of its own.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	fd, err := gt.RawSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	shortInfo := func() error {
+		_, err := gt.Getsockopt(fd, gt.GetInfo, named(getInfoSize-1))
+		return err
+	}
+	info := func() error { _, err := getInfo(fd); return err }
+	calls := []struct {
+		what string
+		do   func() error
+		want syscall.Errno
+	}{
+		{"GET_INFO of length 83", shortInfo, syscall.EINVAL},
+		{"GET_INFO", info, 0},
+		{"GET_ENTRIES of the wrong size", func() error { _, err := getEntries(fd, 8); return err }, syscall.EAGAIN},
+		{"GET_INFO", info, 0},
+		{"GET_INFO of length 83", shortInfo, syscall.EINVAL},
+	}
+	for i, c := range calls {
+		start := time.Now()
+		err := c.do()
+		if i == 0 {
+			t.Logf("the first call after the kill took %v (it waited for the umh to be done with the dead caller's request)",
+				time.Since(start).Round(time.Millisecond))
+		}
+		if got := gt.ErrnoOf(err); got != int(c.want) {
+			t.Errorf("call %d after the kill, %s: %s, want %s", i, c.what, errnoName(got), errnoName(int(c.want)))
+		}
+	}
+
+	// The umh was still at work when A died, and so answered it after
+	// A was gone: it says so.
+	ls := k.Grep(replaceRe)
+	if len(ls) == 0 {
+		t.Fatalf("the umh said nothing about the dead caller's replace; kernel log:\n%s", strings.Join(k.Lines(), "\n"))
+	}
+	replaced := strings.Contains(ls[0], "counters copy to user failed")
+	t.Logf("the umh on the dead caller's replace (table replaced: %v): %q", replaced, ls)
+
+	n, err := consistent(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, wantN := smallRules, uint32(smallEntries)
+	if replaced {
+		want, wantN = bigOut, bigRules+initialEntries
+	}
+	if n != wantN {
+		t.Errorf("the table has %d entries, want %d (replaced: %v)", n, wantN, replaced)
+	}
+	if got := gt.MustRun(t, "iptables-legacy", "-S"); got != want {
+		t.Errorf("iptables-legacy -S (replaced: %v): %d lines, want %d; first lines:\n%s", replaced,
+			strings.Count(got, "\n"), strings.Count(want, "\n"), head(got, 6))
+	}
+	noTrouble(t, k)
+}
+
+func head(s string, n int) string {
+	ls := strings.SplitN(s, "\n", n+1)
+	if len(ls) > n {
+		ls = ls[:n]
+	}
+	return strings.Join(ls, "\n")
+}
