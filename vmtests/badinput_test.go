@@ -17,6 +17,6 @@ func TestBadInput(t *testing.T) {
 		Timeout: 15 * time.Minute,
 		// The module's paths: namespace exits, signals while a caller
 		// waits, concurrent callers (not the umh's blob validation).
-		OnDebugKernel: "^(TestNamespaces|TestSignalDuringCall|TestUmhSurvivesGarbage)$",
+		KmodTests: "^(TestNamespaces|TestSignalDuringCall|TestUmhSurvivesGarbage)$",
 	}.Run(t)
 }

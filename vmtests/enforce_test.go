@@ -19,6 +19,6 @@ func TestEnforce(t *testing.T) {
 		Timeout: 10 * time.Minute,
 		// The module's paths: its shutdown, a dead umh's restart, namespace
 		// exits, the interface notifier (not the scale or load tests).
-		OnDebugKernel: "^(TestRmmodLeavesNothing|TestUmhKilled|TestNamespaceExit|TestNewInterface)$",
+		KmodTests: "^(TestRmmodLeavesNothing|TestUmhKilled|TestNamespaceExit|TestNewInterface)$",
 	}.Run(t)
 }

@@ -25,6 +25,9 @@ type Config struct {
 	// Flavour is the debug flavour of the kernel (kconfig/<flavour>.config:
 	// debug, kasan), or "" for the test kernel (BPFILTER_FLAVOUR).
 	Flavour string
+	// KmodOnly runs only each group's KmodTests (BPFILTER_KMOD_ONLY=1,
+	// set by make vmtest-debug).
+	KmodOnly bool
 }
 
 // ConfigFromEnv reads BPFILTER_KERNEL, BPFILTER_MODROOT and BPFILTER_BUILD,
@@ -47,6 +50,7 @@ func ConfigFromEnv() (Config, error) {
 	}
 	cfg.Slowdown = n
 	cfg.Flavour = os.Getenv("BPFILTER_FLAVOUR")
+	cfg.KmodOnly = os.Getenv("BPFILTER_KMOD_ONLY") == "1"
 	if cfg.Cache == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {

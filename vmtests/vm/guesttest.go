@@ -19,11 +19,12 @@ import (
 type GuestTests struct {
 	Pkg     string        // import path of the guest test package
 	Timeout time.Duration // for the whole VM run
-	// OnDebugKernel, if set, is a -test.run pattern: on a debug kernel
-	// (Config.Flavour), only the guest tests that reach kmod's paths run,
-	// since the rest (umh and scale tests) are many times slower there and
-	// test nothing of the kernel's that the plain run does not.
-	OnDebugKernel string
+	// KmodTests, if set, is a -test.run pattern of the guest tests that
+	// reach kmod's paths: with Config.KmodOnly (make vmtest-debug), only
+	// they run, since the rest (umh and scale tests) are many times slower
+	// on the debug kernel and test nothing of the kernel's that the plain
+	// run does not.
+	KmodTests string
 }
 
 // runnerError is what gouinit reports about a test binary.
@@ -71,9 +72,9 @@ func (g GuestTests) Run(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(shared, Script), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Flavour != "" && g.OnDebugKernel != "" {
-		t.Logf("on the %s kernel, only the guest tests matching %s", cfg.Flavour, g.OnDebugKernel)
-		if err := os.WriteFile(filepath.Join(shared, "run"), []byte(g.OnDebugKernel+"\n"), 0o644); err != nil {
+	if cfg.KmodOnly && g.KmodTests != "" {
+		t.Logf("only the guest tests that reach kmod's paths: %s", g.KmodTests)
+		if err := os.WriteFile(filepath.Join(shared, "run"), []byte(g.KmodTests+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,14 +102,14 @@ func (g GuestTests) Run(t *testing.T) {
 		t.Error(p)
 	}
 	reportEvents(t, results, serial)
-	if cfg.Flavour != "" && g.OnDebugKernel != "" {
+	if cfg.KmodOnly && g.KmodTests != "" {
 		ran := map[string]bool{}
 		for _, e := range results {
 			ran[e.Test] = true
 		}
-		for _, name := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(g.OnDebugKernel, "^("), ")$"), "|") {
+		for _, name := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(g.KmodTests, "^("), ")$"), "|") {
 			if !ran[name] {
-				t.Errorf("%s did not run in the guest (OnDebugKernel %s names it)", name, g.OnDebugKernel)
+				t.Errorf("%s did not run in the guest (KmodTests %s names it)", name, g.KmodTests)
 			}
 		}
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // RunFile, in the shared directory, holds a -test.run pattern when the host
-// wants only some of a group's tests (vm.GuestTests.OnDebugKernel).
+// wants only some of a group's tests (vm.GuestTests.KmodTests).
 var RunFile = filepath.Join(filepath.Dir(ModDir), "run")
 
 // RunTests runs m's tests and returns the exit code: all of them, or only those
