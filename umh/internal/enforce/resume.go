@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"errors"
+	"os"
 
 	"github.com/bpfilter/bpfilter/umh/internal/attach"
 	"github.com/bpfilter/bpfilter/umh/internal/codegen"
@@ -37,6 +38,13 @@ func (e *Enforcer) Resume(restore func(netns uint32, t *ipt.Table, kept []ipt.Co
 			if !exists(r.Netns) {
 				e.log.Infof("netns %d went away while no umh ran: forgotten", r.Netns)
 				e.NetnsExit(r.Netns) // what adopt took, if anything
+				// The pin keeps the namespace's prog array, and so its
+				// programs, alive even when adopt failed before taking it.
+				if r.Attach.Pin != "" {
+					if err := os.Remove(r.Attach.Pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+						e.log.Warnf("netns %d: %v", r.Netns, err)
+					}
+				}
 				e.store.remove(r.Netns)
 				continue
 			}
