@@ -133,12 +133,14 @@ func (g GuestTests) Run(t *testing.T) {
 // scan after the tests, so that leaks show in the kernel log that
 // KernelProblems reads (GuestSetup mounted debugfs). kmemleak reports only
 // objects older than 5 s: the second scan sees what the tests left last.
-// Kernels without kmemleak skip it.
+// Its report (each leaked object with the stack that allocated it) goes to
+// the serial console. Kernels without kmemleak skip it.
 const kmemleakScan = `if [ -d /sys/kernel/debug ]; then
 	if [ -e /sys/kernel/debug/kmemleak ]; then
 		echo scan > /sys/kernel/debug/kmemleak
 		sleep 6
 		echo scan > /sys/kernel/debug/kmemleak
+		cat /sys/kernel/debug/kmemleak
 	fi
 fi
 `
