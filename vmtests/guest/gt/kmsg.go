@@ -138,3 +138,10 @@ func (k *Kmsg) Suppressed(comm string) []int {
 	}
 	return out
 }
+
+// What the module logs at insmod and rmmod (kmod/main.c).
+var (
+	LoadedRe  = regexp.MustCompile(`^bpfilter: Loaded bpfilter_umh pid (\d+)$`)
+	StartedRe = regexp.MustCompile(`^bpfilter: started$`)
+	StoppedRe = regexp.MustCompile(`^bpfilter: stopped$`)
+)

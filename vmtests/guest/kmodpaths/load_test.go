@@ -72,7 +72,7 @@ func TestInitFailsAfterPublish(t *testing.T) {
 		if errno != gt.InitFailErrno {
 			t.Fatalf("insmod of the initfail module failed with %v, want %v (the injected errno)", errno, gt.InitFailErrno)
 		}
-		m := k.Wait(t, loadedRe, 5*time.Second)
+		m := k.Wait(t, gt.LoadedRe, 5*time.Second)
 		k.Wait(t, initFailRe, 5*time.Second)
 		pid, _ := strconv.Atoi(m[1])
 		t.Logf("try %d: insmod failed with %v after %v; its umh was pid %d", i, errno, took.Round(time.Millisecond), pid)
@@ -83,7 +83,7 @@ func TestInitFailsAfterPublish(t *testing.T) {
 			t.Fatalf("the failed module's umh %d is still there: %+v", pid, p)
 		}
 		gt.NoUmh(t)
-		if ls := k.Grep(startedRe); len(ls) > 0 {
+		if ls := k.Grep(gt.StartedRe); len(ls) > 0 {
 			t.Errorf("the initfail module said it started: %q", ls)
 		}
 		noTrouble(t, k)
@@ -129,8 +129,8 @@ func TestRmmodDuringCalls(t *testing.T) {
 		h.enter(loading)
 		gt.MustRun(t, "insmod", gt.GoodKO)
 		h.enter(loaded)
-		m := k.Wait(t, loadedRe, 5*time.Second)
-		k.Wait(t, startedRe, 5*time.Second)
+		m := k.Wait(t, gt.LoadedRe, 5*time.Second)
+		k.Wait(t, gt.StartedRe, 5*time.Second)
 		pid, _ := strconv.Atoi(m[1])
 		h.waitCalls(t, 5, callBound)
 
@@ -148,7 +148,7 @@ func TestRmmodDuringCalls(t *testing.T) {
 		if gt.Loaded("bpfilter") {
 			t.Fatalf("cycle %d: bpfilter still loaded after rmmod", i)
 		}
-		k.Wait(t, stoppedRe, 5*time.Second)
+		k.Wait(t, gt.StoppedRe, 5*time.Second)
 		if p, ok := gt.ReadProc(pid); ok {
 			t.Fatalf("cycle %d: umh %d still there after rmmod: %+v", i, pid, p)
 		}

@@ -19,11 +19,6 @@ import (
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
 )
 
-var (
-	loadedRe  = regexp.MustCompile(`^bpfilter: Loaded bpfilter_umh pid (\d+)$`)
-	startedRe = regexp.MustCompile(`^bpfilter: started$`)
-)
-
 func udpSocket() (int, error) {
 	return unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 }
@@ -33,8 +28,8 @@ func load(t *testing.T, ko string) int {
 	t.Helper()
 	k := gt.NewKmsg(t)
 	gt.Insmod(t, ko)
-	m := k.Wait(t, loadedRe, 5*time.Second)
-	k.Wait(t, startedRe, 5*time.Second)
+	m := k.Wait(t, gt.LoadedRe, 5*time.Second)
+	k.Wait(t, gt.StartedRe, 5*time.Second)
 	pid, _ := strconv.Atoi(m[1])
 	return pid
 }
@@ -222,7 +217,7 @@ func TestRmmod(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		k := gt.NewKmsg(t)
 		gt.MustRun(t, "insmod", gt.GoodKO)
-		m := k.Wait(t, loadedRe, 5*time.Second)
+		m := k.Wait(t, gt.LoadedRe, 5*time.Second)
 		pid, _ := strconv.Atoi(m[1])
 		gt.MustRun(t, "rmmod", "bpfilter")
 		if gt.Loaded("bpfilter") {
@@ -253,7 +248,7 @@ func TestKilledUmhRestarts(t *testing.T) {
 	if !strings.Contains(out, "Chain INPUT") {
 		t.Fatalf("iptables-legacy -L -n after the restart:\n%s", out)
 	}
-	m := k.Wait(t, loadedRe, 5*time.Second)
+	m := k.Wait(t, gt.LoadedRe, 5*time.Second)
 	npid, _ := strconv.Atoi(m[1])
 	if npid == pid {
 		t.Fatalf("restarted umh has the old pid %d", pid)
@@ -297,8 +292,8 @@ func TestOnDemandLoading(t *testing.T) {
 		t.Fatalf("iptables-legacy did not load bpfilter on demand; kernel log:\n%s", strings.Join(k.Lines(), "\n"))
 	}
 	t.Cleanup(func() { gt.Unload(t) })
-	m := k.Wait(t, loadedRe, 5*time.Second)
-	k.Wait(t, startedRe, 5*time.Second)
+	m := k.Wait(t, gt.LoadedRe, 5*time.Second)
+	k.Wait(t, gt.StartedRe, 5*time.Second)
 	pid, _ := strconv.Atoi(m[1])
 
 	gt.MustRun(t, "modprobe", "-r", "bpfilter")
