@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,9 +19,6 @@ import (
 )
 
 var (
-	loadedRe  = regexp.MustCompile(`^bpfilter: Loaded bpfilter_umh pid (\d+)$`)
-	startedRe = regexp.MustCompile(`^bpfilter: started$`)
-	stoppedRe = regexp.MustCompile(`^bpfilter: stopped$`)
 	// What the module logs when something went wrong with the umh (every
 	// pr_err of kmod/main.c but the notifier's).
 	troubleRe = regexp.MustCompile(`^bpfilter: (read from umh failed|write to umh failed|cannot |bpfilter_umh failed)`)
@@ -65,8 +63,8 @@ func load(t *testing.T, ko string) int {
 	t.Helper()
 	k := gt.NewKmsg(t)
 	gt.Insmod(t, ko)
-	m := k.Wait(t, loadedRe, 10*time.Second)
-	k.Wait(t, startedRe, 10*time.Second)
+	m := k.Wait(t, gt.LoadedRe, 10*time.Second)
+	k.Wait(t, gt.StartedRe, 10*time.Second)
 	pid, _ := strconv.Atoi(m[1])
 	return pid
 }
@@ -124,7 +122,11 @@ const (
 // syscallArgs returns the syscall pid is blocked in and its arguments,
 // or -1 if it is not in one.
 func syscallArgs(pid int) (int, []uint64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
+	return taskSyscallArgs(fmt.Sprintf("/proc/%d/syscall", pid))
+}
+
+func taskSyscallArgs(path string) (int, []uint64) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return -1, nil
 	}
@@ -144,11 +146,17 @@ func syscallArgs(pid int) (int, []uint64) {
 	return nr, args
 }
 
-// inSyscall tells whether pid is blocked in syscall nr with the first
-// argument arg0.
+// inSyscall tells whether a thread of pid is blocked in syscall nr with
+// the first argument arg0: a Go child makes its calls on whichever thread
+// runs the goroutine, not always its main thread.
 func inSyscall(pid, nr int, arg0 uint64) bool {
-	n, args := syscallArgs(pid)
-	return n == nr && len(args) > 0 && args[0] == arg0
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
+	for _, task := range tasks {
+		if n, args := taskSyscallArgs(task); n == nr && len(args) > 0 && args[0] == arg0 {
+			return true
+		}
+	}
+	return false
 }
 
 // inSockopt tells whether pid is blocked in the sockopt call nr (a
