@@ -1,7 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The wire between bpfilter.ko and its usermode helper: one request and
- * one reply per sockopt call, over the two pipes of the usermode driver.
+ * The wire between bpfilter.ko and its usermode helper.
+ *
+ * 1. The pipes of the usermode driver: one request and one reply per
+ *    sockopt call. The request carries the caller's bytes and the reply the
+ *    bytes of the answer: the module copies them from and to the caller, in
+ *    the caller's context. The umh never touches another process's memory.
+ *
+ * 2. A private netfilter sockopt range (BPFILTER_SO_*), which only the umh
+ *    may use, on any AF_INET socket of its own: it hands the module the
+ *    programs of a namespace (by file descriptor, resolved in the umh's own
+ *    context), and asks what the module holds after a restart.
  *
  * umh/internal/wire mirrors these structures; its tests compile this
  * header and compare sizes and offsets, so neither side can drift.
@@ -16,25 +25,84 @@
  * carries its optname (64 and up) as cmd.
  */
 #define BPFILTER_CMD_HEALTH	0	/* get: answer 0 if healthy */
-#define BPFILTER_CMD_NETNS_EXIT	1	/* set: forget namespace netns */
-#define BPFILTER_CMD_SHUTDOWN	2	/* set: the module goes: undo all */
-#define BPFILTER_CMD_NETDEV	3	/* set: netns's interfaces changed */
+#define BPFILTER_CMD_NETNS_EXIT	1	/* set: payload: __u64 cookies of
+					 * namespaces that are gone
+					 */
 
 struct mbox_request {
-	__u64 addr;	/* caller's optval, in the address space of pid */
-	__u32 len;	/* optlen: the umh touches only [addr, addr + len) */
+	__u64 netns;	/* net_cookie of the socket's network namespace */
+	__u32 len;	/* bytes of payload after this header: the caller's
+			 * optval, optlen bytes (for a get too: the umh
+			 * answers with the buffer as the caller would see
+			 * it)
+			 */
 	__u32 is_set;	/* 1 for setsockopt, 0 for getsockopt */
-	__u32 cmd;	/* optname, or BPFILTER_CMD_HEALTH */
-	__u32 pid;	/* caller's pid in the initial pid namespace */
-	__u32 netns;	/* inode number of the socket's network namespace */
+	__u32 cmd;	/* optname, or BPFILTER_CMD_* */
+	__u32 pid;	/* caller's pid in the initial pid namespace (logs) */
 	__u32 flags;	/* BPFILTER_REQ_* */
+	__u32 pad;	/* 0 */
 };
 
 /* Request flags. */
 #define BPFILTER_REQ_TRACE	0x1	/* log it (bpfilter.trace=1) */
 
+/*
+ * The payload that follows a reply, len bytes:
+ * - for a get answered 0: the new contents of optval[0, len), len <= optlen;
+ * - for IPT_SO_SET_REPLACE answered 0: the old counters, which the module
+ *   copies to the caller's ipt_replace.counters (as ip_tables does), len at
+ *   most num_counters * sizeof(struct xt_counters);
+ * - otherwise nothing (len 0).
+ */
 struct mbox_reply {
-	__u32 status;	/* 0, or a negative errno (as two's complement) */
+	__s32 status;	/* 0, or a negative errno */
+	__u32 len;	/* bytes of payload after this header */
+};
+
+/*
+ * The umh's own sockopts, at level IPPROTO_IP; the module refuses them
+ * with -EPERM to anyone but the running umh.
+ */
+#define BPFILTER_SO_BASE	0x6270
+#define BPFILTER_SO_SET_PROGS	(BPFILTER_SO_BASE)	/* set: bpfilter_progs */
+#define BPFILTER_SO_SET_MAX	(BPFILTER_SO_BASE + 1)
+#define BPFILTER_SO_GET_HELD	(BPFILTER_SO_BASE)	/* get: bpfilter_held[] */
+#define BPFILTER_SO_GET_MAX	(BPFILTER_SO_BASE + 1)
+
+/* The filter table's hooks, in the order of the arrays below. */
+#define BPFILTER_HOOK_INPUT	0	/* NF_INET_LOCAL_IN */
+#define BPFILTER_HOOK_FORWARD	1	/* NF_INET_FORWARD */
+#define BPFILTER_HOOK_OUTPUT	2	/* NF_INET_LOCAL_OUT */
+#define BPFILTER_NUM_HOOKS	3
+
+/*
+ * BPFILTER_SO_SET_PROGS: make these the programs of namespace netns, in
+ * one step (RCU): a packet meets either the old programs or the new ones.
+ * When the call returns, no packet is in the old programs any more, so
+ * what they counted is final. All fds -1: the namespace has no programs
+ * (every packet accepted) and its hooks go. Otherwise every prog_fd is a
+ * BPF_PROG_TYPE_SCHED_CLS program and ctx_fd the BPF_MAP_TYPE_PERCPU_ARRAY
+ * (one struct bpfilter_ctx, key 0) that they read; see progctx.h.
+ * Errors: -ESRCH, no such namespace (gone); -EINVAL, a wrong fd, type or
+ * size; -ENOMEM.
+ */
+struct bpfilter_progs {
+	__u64 netns;	/* net_cookie */
+	__u64 gen;	/* the umh's tag for this set, reported by GET_HELD */
+	__s32 prog_fd[BPFILTER_NUM_HOOKS];
+	__s32 ctx_fd;
+};
+
+/*
+ * BPFILTER_SO_GET_HELD: one entry per namespace whose programs the module
+ * holds; optlen is set to the bytes written. -ENOSPC (and optlen the bytes
+ * needed) if the buffer is too small.
+ */
+struct bpfilter_held {
+	__u64 netns;	/* net_cookie */
+	__u64 gen;	/* as given to BPFILTER_SO_SET_PROGS */
+	__u32 prog_id[BPFILTER_NUM_HOOKS];
+	__u32 ctx_id;	/* map id */
 };
 
 #endif /* _BPFILTER_MSGFMT_H */
