@@ -10,7 +10,7 @@ import (
 	"github.com/bpfilter/bpfilter/umh/internal/enforce"
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
-	"github.com/bpfilter/bpfilter/umh/internal/procmem"
+	"github.com/bpfilter/bpfilter/umh/internal/kmodctl"
 	"github.com/bpfilter/bpfilter/umh/internal/server"
 	"github.com/bpfilter/bpfilter/umh/internal/table"
 	"github.com/bpfilter/bpfilter/umh/internal/wire"
@@ -27,32 +27,37 @@ func main() {
 		log = klog.Discard()
 	}
 	log.Infof("started, pid %d", os.Getpid())
-	// The working directory is the usermode driver's private tmpfs: it
+	// The module holds the programs, and tells what it holds; the
+	// working directory is the usermode driver's private tmpfs, which
 	// outlives this process (a umh that dies is started again) and goes
-	// with the module.
-	enf, err := enforce.New(log, stateDir, enforce.BPFFS)
+	// with the module: it keeps the tables for a restarted umh.
+	ctl, err := kmodctl.Open()
+	if err != nil {
+		log.Errorf("stopping: %v", err)
+		os.Exit(1)
+	}
+	enf, err := enforce.New(log, stateDir, ctl)
 	if err != nil {
 		log.Errorf("stopping: %v", err)
 		os.Exit(1)
 	}
 	tables := table.New()
 	tables.OnReplace = enf.Install
-	tables.LiveCounters = func(netns uint32, _ *ipt.Table) []ipt.Counters { return enf.Counted(netns) }
+	tables.LiveCounters = func(netns uint64, _ *ipt.Table) []ipt.Counters { return enf.Counted(netns) }
 	tables.OnChange = enf.Changed
 	enf.Resume(tables.Restore)
 	s := &server.Server{
-		Handler: server.HandlerFunc(func(req wire.Request) (int32, string) {
-			mem := procmem.New(int(req.Pid), req.Addr, req.Len)
-			return tables.Sockopt(req.Netns, req.Cmd, req.IsSet != 0, mem)
+		Handler: server.HandlerFunc(func(req wire.Request, optval []byte) (int32, []byte, string) {
+			mem := table.NewBuffer(optval)
+			status, reason := tables.Sockopt(req.Netns, req.Cmd, req.IsSet != 0, mem)
+			return status, mem.Answer(req.IsSet != 0, status), reason
 		}),
-		NetnsExit: func(netns uint32) {
+		NetnsExit: func(netns uint64) {
 			tables.Forget(netns)
 			enf.NetnsExit(netns)
 		},
-		Netdev:   enf.Netdev,
-		Shutdown: enf.Shutdown,
-		Log:      log,
-		Health:   healthStatus,
+		Log:    log,
+		Health: healthStatus,
 	}
 	if err := s.Serve(os.Stdin, os.Stdout); err != nil {
 		log.Errorf("stopping: %v", err)

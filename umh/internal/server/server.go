@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 
@@ -15,19 +14,22 @@ import (
 	"github.com/bpfilter/bpfilter/umh/internal/wire"
 )
 
-// Handler answers one forwarded sockopt request. status is the reply: 0
-// or a negative errno. reason, if not empty, says why the call was
-// refused or handed on (-ENOPROTOOPT), or warns about a call that
-// succeeded.
+// Handler answers one forwarded sockopt request, whose payload is the
+// caller's optval. status is the reply: 0 or a negative errno; answer is
+// the reply's payload (see kmod/msgfmt.h: a get's new optval, a replace's
+// old counters). reason, if not empty, says why the call was refused or
+// handed on (-ENOPROTOOPT), or warns about a call that succeeded.
 type Handler interface {
-	Handle(req wire.Request) (status int32, reason string)
+	Handle(req wire.Request, payload []byte) (status int32, answer []byte, reason string)
 }
 
 // HandlerFunc adapts a function to Handler.
-type HandlerFunc func(req wire.Request) (status int32, reason string)
+type HandlerFunc func(req wire.Request, payload []byte) (status int32, answer []byte, reason string)
 
 // Handle calls f.
-func (f HandlerFunc) Handle(req wire.Request) (int32, string) { return f(req) }
+func (f HandlerFunc) Handle(req wire.Request, payload []byte) (int32, []byte, string) {
+	return f(req, payload)
+}
 
 // Server answers the module's requests.
 //
@@ -43,78 +45,63 @@ type Server struct {
 	// Health is the answer to the health check: 0 unless the umh was
 	// built to fail it (for tests).
 	Health int32
-	// NetnsExit, if set, is told that a network namespace is gone.
-	NetnsExit func(netns uint32)
-	// Netdev, if set, is told that a network namespace has a new or
-	// renamed interface.
-	Netdev func(netns uint32)
-	// Shutdown, if set, undoes everything the umh did to the kernel: the
-	// module is about to go. Its error is logged and answered as -EIO.
-	Shutdown func() error
+	// NetnsExit, if set, is told that a network namespace is gone (the
+	// module has already dropped its hooks and programs).
+	NetnsExit func(netns uint64)
 }
 
 // Serve answers requests from r on w until r reaches EOF between two
 // requests, which is a clean end (nil). A short or garbled request, or a
 // failed write, ends the loop with an error: the module then stops this
 // umh, and restarts one on the next sockopt call.
+//
+// A panic is not recovered: a umh that panics crashes, and the module
+// starts a new one, which takes over from the programs the module holds
+// and the state kept for it. Carrying on could leave a lock held or a
+// table half changed.
 func (s *Server) Serve(r io.Reader, w io.Writer) error {
 	for {
-		req, err := wire.ReadRequest(r)
+		req, payload, err := wire.ReadRequest(r)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		status := s.answer(req)
-		if err := wire.WriteReply(w, wire.Reply{Status: status}); err != nil {
+		status, answer := s.answer(req, payload)
+		if err := wire.WriteReply(w, status, answer); err != nil {
 			return err
 		}
 	}
 }
 
-func (s *Server) answer(req wire.Request) (status int32) {
+func (s *Server) answer(req wire.Request, payload []byte) (int32, []byte) {
 	// Whatever is logged while this request is answered is traced if it
 	// asks to be.
 	s.Log.SetTrace(req.Flags&wire.FlagTrace != 0)
-	defer func() {
-		if r := recover(); r != nil {
-			s.Log.Errorf("BUG: %s failed: %v\n%s", describe(req), r, debug.Stack())
-			status = -int32(unix.EIO)
-		}
-	}()
 	if req.Cmd == wire.CmdHealth && req.IsSet == 0 {
 		s.Log.Debugf("health check from pid %d: %d", req.Pid, s.Health)
-		return s.Health
+		return s.Health, nil
 	}
 	if req.Cmd == wire.CmdNetnsExit && req.IsSet == 1 {
-		s.Log.Debugf("netns %d is gone", req.Netns)
-		if s.NetnsExit != nil {
-			s.NetnsExit(req.Netns)
+		cookies, err := wire.Cookies(payload)
+		if err != nil {
+			s.Log.Errorf("%v", err)
+			return -int32(unix.EINVAL), nil
 		}
-		return 0
-	}
-	if req.Cmd == wire.CmdNetdev && req.IsSet == 1 {
-		if s.Netdev != nil {
-			s.Netdev(req.Netns)
-		}
-		return 0
-	}
-	if req.Cmd == wire.CmdShutdown && req.IsSet == 1 {
-		s.Log.Infof("module unloading: removing all programs")
-		if s.Shutdown != nil {
-			if err := s.Shutdown(); err != nil {
-				s.Log.Errorf("shutdown: %v", err)
-				return -int32(unix.EIO)
+		for _, c := range cookies {
+			s.Log.Debugf("netns %d is gone", c)
+			if s.NetnsExit != nil {
+				s.NetnsExit(c)
 			}
 		}
-		return 0
+		return 0, nil
 	}
 	if req.Cmd < wire.FirstSockopt {
 		s.Log.Errorf("unknown control command %d", req.Cmd)
-		return -int32(unix.EINVAL)
+		return -int32(unix.EINVAL), nil
 	}
-	status, reason := s.Handler.Handle(req)
+	status, answer, reason := s.Handler.Handle(req, payload)
 	switch {
 	case reason == "":
 		s.Log.Debugf("%s: %d", describe(req), status)
@@ -124,7 +111,7 @@ func (s *Server) answer(req wire.Request) (status int32) {
 	default:
 		s.Log.Debugf("%s: %d (%s)", describe(req), status, reason)
 	}
-	return status
+	return status, answer
 }
 
 // notable tells whether the reason given for a call is logged even

@@ -14,29 +14,46 @@ import (
 	"github.com/bpfilter/bpfilter/umh/internal/wire"
 )
 
+// replies decodes the statuses of the replies in b, checking that each
+// one's payload is as long as its header says.
 func replies(t *testing.T, b []byte) []int32 {
 	t.Helper()
-	if len(b)%wire.ReplySize != 0 {
-		t.Fatalf("%d bytes of replies", len(b))
-	}
 	var out []int32
-	for i := 0; i < len(b); i += wire.ReplySize {
-		out = append(out, int32(binary.LittleEndian.Uint32(b[i:])))
+	for len(b) > 0 {
+		if len(b) < wire.ReplySize {
+			t.Fatalf("%d bytes of a reply", len(b))
+		}
+		n := int(binary.LittleEndian.Uint32(b[4:]))
+		if len(b) < wire.ReplySize+n {
+			t.Fatalf("reply payload of %d bytes, %d there", n, len(b)-wire.ReplySize)
+		}
+		out = append(out, int32(binary.LittleEndian.Uint32(b)))
+		b = b[wire.ReplySize+n:]
 	}
 	return out
+}
+
+// withPayload is a request and len bytes of payload.
+func withPayload(r wire.Request) []byte {
+	return append(r.Encode(), make([]byte, r.Len)...)
 }
 
 func TestServe(t *testing.T) {
 	var in bytes.Buffer
 	in.Write(wire.Request{Cmd: wire.CmdHealth, Pid: 1}.Encode())
-	in.Write(wire.Request{Cmd: 64, IsSet: 1, Len: 10, Pid: 2, Flags: wire.FlagTrace}.Encode())
-	in.Write(wire.Request{Cmd: 66, Len: 4, Pid: 3}.Encode())
+	in.Write(withPayload(wire.Request{Cmd: 64, IsSet: 1, Len: 10, Pid: 2, Flags: wire.FlagTrace}))
+	in.Write(append(wire.Request{Cmd: 66, Len: 4, Pid: 3}.Encode(), 1, 2, 3, 4))
 	var seen []wire.Request
+	var payloads [][]byte
 	var out, log bytes.Buffer
 	s := &Server{
-		Handler: HandlerFunc(func(r wire.Request) (int32, string) {
+		Handler: HandlerFunc(func(r wire.Request, p []byte) (int32, []byte, string) {
 			seen = append(seen, r)
-			return -int32(unix.ENOPROTOOPT), ""
+			payloads = append(payloads, p)
+			if r.Cmd == 66 {
+				return 0, []byte{9, 9}, ""
+			}
+			return -int32(unix.ENOPROTOOPT), nil, ""
 		}),
 		Log: klog.New(&log),
 	}
@@ -44,12 +61,18 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := replies(t, out.Bytes())
-	want := []int32{0, -92, -92}
+	want := []int32{0, -92, 0}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Fatalf("replies %v, want %v", got, want)
 	}
+	if !bytes.HasSuffix(out.Bytes(), []byte{0, 0, 0, 0, 2, 0, 0, 0, 9, 9}) {
+		t.Fatalf("the last reply does not carry the handler's answer: % x", out.Bytes())
+	}
 	if len(seen) != 2 || seen[0].Cmd != 64 || seen[1].Cmd != 66 {
 		t.Fatalf("handler saw %+v", seen)
+	}
+	if len(payloads[0]) != 10 || !bytes.Equal(payloads[1], []byte{1, 2, 3, 4}) {
+		t.Fatalf("handler got payloads % x", payloads)
 	}
 	if !strings.Contains(log.String(), "bpfilter_umh: setsockopt 64 len 10 pid 2") {
 		t.Fatalf("log lacks the traced request:\n%s", log.String())
@@ -61,7 +84,7 @@ func TestServe(t *testing.T) {
 
 func TestServeFailingHealth(t *testing.T) {
 	var out bytes.Buffer
-	s := &Server{Handler: HandlerFunc(func(wire.Request) (int32, string) { return 0, "" }), Log: klog.Discard(), Health: -5}
+	s := &Server{Handler: HandlerFunc(func(wire.Request, []byte) (int32, []byte, string) { return 0, nil, "" }), Log: klog.Discard(), Health: -5}
 	if err := s.Serve(bytes.NewReader(wire.Request{}.Encode()), &out); err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +101,13 @@ func TestServeBadInput(t *testing.T) {
 	}{
 		{"short", wire.Request{Cmd: 64}.Encode()[:7], wire.ErrShort},
 		{"garbled", wire.Request{Cmd: 64, IsSet: 3}.Encode(), nil},
+		{"payload cut short", wire.Request{Cmd: 64, Len: 8}.Encode(), wire.ErrShort},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			called := false
-			s := &Server{Handler: HandlerFunc(func(wire.Request) (int32, string) { called = true; return 0, "" }), Log: klog.Discard()}
+			s := &Server{Handler: HandlerFunc(func(wire.Request, []byte) (int32, []byte, string) { called = true; return 0, nil, "" }), Log: klog.Discard()}
 			err := s.Serve(bytes.NewReader(tt.in), &out)
 			if err == nil {
 				t.Fatal("bad input accepted")
@@ -98,17 +122,38 @@ func TestServeBadInput(t *testing.T) {
 	}
 }
 
-func TestHandlerPanicIsAnError(t *testing.T) {
-	var out, log bytes.Buffer
-	s := &Server{Handler: HandlerFunc(func(wire.Request) (int32, string) { panic("boom") }), Log: klog.New(&log)}
-	if err := s.Serve(bytes.NewReader(wire.Request{Cmd: 65}.Encode()), &out); err != nil {
+// A panic in the handler is not recovered: the umh crashes and the module
+// starts a new one, rather than carrying on with a lock held.
+func TestHandlerPanicCrashes(t *testing.T) {
+	var out bytes.Buffer
+	s := &Server{Handler: HandlerFunc(func(wire.Request, []byte) (int32, []byte, string) { panic("boom") }), Log: klog.Discard()}
+	defer func() {
+		if r := recover(); r != "boom" {
+			t.Fatalf("recovered %v, want the handler's panic", r)
+		}
+		if out.Len() != 0 {
+			t.Fatalf("a reply was written: % x", out.Bytes())
+		}
+	}()
+	s.Serve(bytes.NewReader(wire.Request{Cmd: 65}.Encode()), &out)
+	t.Fatal("Serve returned after a panic")
+}
+
+func TestNetnsExit(t *testing.T) {
+	var gone []uint64
+	var out bytes.Buffer
+	s := &Server{Log: klog.Discard(), NetnsExit: func(n uint64) { gone = append(gone, n) }}
+	in := append(wire.Request{Cmd: wire.CmdNetnsExit, IsSet: 1, Len: 16}.Encode(),
+		7, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0)
+	in = append(in, append(wire.Request{Cmd: wire.CmdNetnsExit, IsSet: 1, Len: 3}.Encode(), 1, 2, 3)...)
+	if err := s.Serve(bytes.NewReader(in), &out); err != nil {
 		t.Fatal(err)
 	}
-	if got := replies(t, out.Bytes()); got[0] != -int32(unix.EIO) {
-		t.Fatalf("replies %v", got)
+	if got := replies(t, out.Bytes()); len(got) != 2 || got[0] != 0 || got[1] != -int32(unix.EINVAL) {
+		t.Fatalf("replies %v, want [0 -22]", got)
 	}
-	if !strings.Contains(log.String(), "BUG:") {
-		t.Fatalf("panic not logged:\n%s", log.String())
+	if len(gone) != 2 || gone[0] != 7 || gone[1] != 8 {
+		t.Fatalf("namespaces gone: %v, want [7 8]", gone)
 	}
 }
 
@@ -152,10 +197,10 @@ func TestLogLines(t *testing.T) {
 				}
 				var notable, trace, out bytes.Buffer
 				s := &Server{
-					Handler: HandlerFunc(func(wire.Request) (int32, string) { return tt.status, tt.reason }),
+					Handler: HandlerFunc(func(wire.Request, []byte) (int32, []byte, string) { return tt.status, nil, tt.reason }),
 					Log:     klog.NewSplit(&notable, &trace),
 				}
-				if err := s.Serve(bytes.NewReader(req.Encode()), &out); err != nil {
+				if err := s.Serve(bytes.NewReader(withPayload(req)), &out); err != nil {
 					t.Fatal(err)
 				}
 				if got := replies(t, out.Bytes()); len(got) != 1 || got[0] != tt.status {
@@ -187,7 +232,7 @@ func TestTracePerRequest(t *testing.T) {
 	in.Write(wire.Request{Cmd: 64, Pid: 1, Flags: wire.FlagTrace}.Encode())
 	in.Write(wire.Request{Cmd: 64, Pid: 2}.Encode())
 	in.Write(wire.Request{Cmd: 64, Pid: 3, Flags: wire.FlagTrace}.Encode())
-	s := &Server{Handler: HandlerFunc(func(wire.Request) (int32, string) { return 0, "" }), Log: klog.New(&log)}
+	s := &Server{Handler: HandlerFunc(func(wire.Request, []byte) (int32, []byte, string) { return 0, nil, "" }), Log: klog.New(&log)}
 	if err := s.Serve(&in, &out); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func einval(format string, args ...any) (int32, string) {
 
 // getInfo is ip_tables' get_info: optlen must be sizeof(struct
 // ipt_getinfo); the whole struct is written back.
-func (s *Tables) getInfo(netns uint32, mem Memory) (int32, string) {
+func (s *Tables) getInfo(netns uint64, mem Memory) (int32, string) {
 	if l := getLen(mem); l != ipt.GetInfoSize {
 		return einval("IPT_SO_GET_INFO: optlen %d, want %d", l, ipt.GetInfoSize)
 	}
@@ -45,7 +45,7 @@ func (s *Tables) getInfo(netns uint32, mem Memory) (int32, string) {
 // entries are written after the header, as copy_entries_to_user writes
 // them: the caller's buffer is read first because some of its bytes stay
 // as they are (see ipt.Table.WriteEntries).
-func (s *Tables) getEntries(netns uint32, mem Memory) (int32, string) {
+func (s *Tables) getEntries(netns uint64, mem Memory) (int32, string) {
 	l := getLen(mem)
 	if l < ipt.GetEntriesSize {
 		return einval("IPT_SO_GET_ENTRIES: optlen %d is shorter than ipt_get_entries", l)

@@ -7,8 +7,9 @@ import (
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 )
 
-// Memory is the caller's sockopt buffer: optval, of optlen bytes, in the
-// calling process.
+// Memory is the caller's sockopt buffer: optval, of optlen bytes. The
+// umh gets it as the module copied it from the caller (Buffer); package
+// table's tests also use buffers that fault part way.
 //
 // ReadAt and WriteAt take offsets relative to optval and must refuse any
 // access outside [0, Len()); a short read or write must return an error.
@@ -19,14 +20,12 @@ import (
 // getsockopt the kernel's optlen is an int: lengths of 2^31 and above are
 // negative lengths there, and are treated so.
 //
-// WriteCounters is the one write outside optval: IPT_SO_SET_REPLACE's
-// ipt_replace.counters is a pointer into the caller's memory where
-// ip_tables copies the replaced table's counters (num_counters struct
-// xt_counters). addr is that pointer, an absolute address in the caller's
-// address space, and p holds exactly num_counters*16 bytes. The
-// implementation writes p there (process_vm_writev on the caller's pid).
-// A failure does not fail the replace, which has already happened: like
-// ip_tables, the caller only gets a warning (the reason string).
+// WriteCounters hands over IPT_SO_SET_REPLACE's old counters: ip_tables
+// copies them to ipt_replace.counters, a pointer into the caller's memory
+// (addr; p holds exactly num_counters*16 bytes). The module does that copy
+// itself, to the pointer in the header it copied from the caller: the umh
+// only returns the bytes. A failure does not fail the replace, which has
+// already happened: like ip_tables, the caller only gets a warning.
 type Memory interface {
 	ReadAt(p []byte, off int64) (int, error)
 	WriteAt(p []byte, off int64) (int, error)

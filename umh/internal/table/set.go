@@ -16,7 +16,7 @@ import (
 // the swap. The new table starts with zero counters; the old table's
 // counters go to the caller's counters pointer (libiptc adds them back
 // with IPT_SO_SET_ADD_COUNTERS).
-func (s *Tables) replace(netns uint32, mem Memory) (int32, string) {
+func (s *Tables) replace(netns uint64, mem Memory) (int32, string) {
 	optlen := setLen(mem)
 	if optlen < ipt.ReplaceSize {
 		return einval("IPT_SO_SET_REPLACE: optlen %d is shorter than ipt_replace", optlen)
@@ -90,7 +90,7 @@ func (s *Tables) replace(netns uint32, mem Memory) (int32, string) {
 // must be the xt_counters_info header plus exactly num_counters counters,
 // and num_counters the table's number of entries; each counter is added to
 // its entry's.
-func (s *Tables) addCounters(netns uint32, mem Memory) (int32, string) {
+func (s *Tables) addCounters(netns uint64, mem Memory) (int32, string) {
 	optlen := setLen(mem)
 	if optlen <= ipt.CountersInfoSize {
 		return einval("IPT_SO_SET_ADD_COUNTERS: optlen %d leaves no room for counters", optlen)

@@ -34,19 +34,19 @@ type Tables struct {
 	// packet is lost between the two; nil if nothing). If it returns an
 	// error, IPT_SO_SET_REPLACE fails with the error's errno (a unix.Errno
 	// it wraps, EINVAL if none) and the current table stays.
-	OnReplace func(netns uint32, t *ipt.Table) (replaced []ipt.Counters, err error)
+	OnReplace func(netns uint64, t *ipt.Table) (replaced []ipt.Counters, err error)
 	// LiveCounters, if set, returns what the installed table t has counted
 	// per entry (in entry order) beyond the counters kept here; GET_ENTRIES
 	// adds them (a replace gets the final ones from OnReplace). A short
 	// slice counts zero for the rest.
-	LiveCounters func(netns uint32, t *ipt.Table) []ipt.Counters
+	LiveCounters func(netns uint64, t *ipt.Table) []ipt.Counters
 	// OnChange, if set, is told a namespace's table and kept counters
 	// after every change to either (to keep them where a restarted umh
 	// finds them: see Restore).
-	OnChange func(netns uint32, t *ipt.Table, kept []ipt.Counters)
+	OnChange func(netns uint64, t *ipt.Table, kept []ipt.Counters)
 
 	mu sync.Mutex
-	ns map[uint32]*state
+	ns map[uint64]*state
 }
 
 // state is one namespace's filter table and its counters.
@@ -56,12 +56,12 @@ type state struct {
 }
 
 // New returns an empty Tables.
-func New() *Tables { return &Tables{ns: map[uint32]*state{}} }
+func New() *Tables { return &Tables{ns: map[uint64]*state{}} }
 
 // stateLocked is the state of netns, created if needed.
-func (s *Tables) stateLocked(netns uint32) *state {
+func (s *Tables) stateLocked(netns uint64) *state {
 	if s.ns == nil {
-		s.ns = map[uint32]*state{}
+		s.ns = map[uint64]*state{}
 	}
 	st, ok := s.ns[netns]
 	if !ok {
@@ -73,7 +73,7 @@ func (s *Tables) stateLocked(netns uint32) *state {
 }
 
 // countersLocked is the table's counters: kept plus live.
-func (s *Tables) countersLocked(netns uint32, st *state) []ipt.Counters {
+func (s *Tables) countersLocked(netns uint64, st *state) []ipt.Counters {
 	c := append([]ipt.Counters(nil), st.counters...)
 	if s.LiveCounters != nil {
 		live := s.LiveCounters(netns, st.table)
@@ -89,7 +89,7 @@ func (s *Tables) countersLocked(netns uint32, st *state) []ipt.Counters {
 
 // Restore sets the table of netns and its kept counters (one per entry),
 // as a restarted umh takes back what OnChange was told before.
-func (s *Tables) Restore(netns uint32, t *ipt.Table, kept []ipt.Counters) error {
+func (s *Tables) Restore(netns uint64, t *ipt.Table, kept []ipt.Counters) error {
 	if len(kept) != t.NumEntries() {
 		return fmt.Errorf("table: restore netns %d: %d counters for %d entries", netns, len(kept), t.NumEntries())
 	}
@@ -100,7 +100,7 @@ func (s *Tables) Restore(netns uint32, t *ipt.Table, kept []ipt.Counters) error 
 	return nil
 }
 
-func (s *Tables) changedLocked(netns uint32, st *state) {
+func (s *Tables) changedLocked(netns uint64, st *state) {
 	if s.OnChange != nil {
 		s.OnChange(netns, st.table, st.counters)
 	}
@@ -108,7 +108,7 @@ func (s *Tables) changedLocked(netns uint32, st *state) {
 
 // Forget drops the state of a network namespace that no longer exists. A
 // later request for the same inode number starts from a fresh table.
-func (s *Tables) Forget(netns uint32) {
+func (s *Tables) Forget(netns uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.ns, netns)
@@ -116,7 +116,7 @@ func (s *Tables) Forget(netns uint32) {
 
 // Current is the table of netns and its counters (as GET_ENTRIES would
 // report them).
-func (s *Tables) Current(netns uint32) (*ipt.Table, []ipt.Counters) {
+func (s *Tables) Current(netns uint64) (*ipt.Table, []ipt.Counters) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stateLocked(netns)
@@ -124,10 +124,10 @@ func (s *Tables) Current(netns uint32) (*ipt.Table, []ipt.Counters) {
 }
 
 // Namespaces lists the namespaces that have state.
-func (s *Tables) Namespaces() []uint32 {
+func (s *Tables) Namespaces() []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]uint32, 0, len(s.ns))
+	out := make([]uint64, 0, len(s.ns))
 	for n := range s.ns {
 		out = append(out, n)
 	}
@@ -141,7 +141,7 @@ func (s *Tables) Namespaces() []uint32 {
 // on success). reason says why a call was
 // refused (-ENOPROTOOPT included), or warns about a replace whose old
 // counters could not be handed back; it is empty otherwise.
-func (s *Tables) Sockopt(netns uint32, cmd uint32, isSet bool, mem Memory) (status int32, reason string) {
+func (s *Tables) Sockopt(netns uint64, cmd uint32, isSet bool, mem Memory) (status int32, reason string) {
 	if isSet {
 		switch cmd {
 		case ipt.SoSetReplace:

@@ -14,7 +14,7 @@ import (
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 )
 
-func getInfo(t *testing.T, s *Tables, ns uint32) ipt.GetInfo {
+func getInfo(t *testing.T, s *Tables, ns uint64) ipt.GetInfo {
 	t.Helper()
 	mem := newMem(named("filter", ipt.GetInfoSize))
 	if status, reason := s.Sockopt(ns, ipt.SoGetInfo, false, mem); status != 0 {
@@ -24,7 +24,7 @@ func getInfo(t *testing.T, s *Tables, ns uint32) ipt.GetInfo {
 	return g
 }
 
-func getEntries(t *testing.T, s *Tables, ns uint32) *ipt.Table {
+func getEntries(t *testing.T, s *Tables, ns uint64) *ipt.Table {
 	t.Helper()
 	g := getInfo(t, s, ns)
 	mem := newMem(append(ipt.MarshalGetEntries("filter", g.Size), make([]byte, g.Size)...))
@@ -269,9 +269,9 @@ func TestReplaceReasons(t *testing.T) {
 
 func TestOnReplace(t *testing.T) {
 	s := New()
-	var got []uint32
+	var got []uint64
 	fail := error(nil)
-	s.OnReplace = func(netns uint32, tb *ipt.Table) ([]ipt.Counters, error) {
+	s.OnReplace = func(netns uint64, tb *ipt.Table) ([]ipt.Counters, error) {
 		got = append(got, netns)
 		if tb.Chain("web") == nil {
 			t.Errorf("OnReplace got a table without chain web")
@@ -342,13 +342,13 @@ func TestNamespacesAndForget(t *testing.T) {
 
 func TestLiveCounters(t *testing.T) {
 	s := New()
-	live := func(netns uint32, tb *ipt.Table) []ipt.Counters {
+	live := func(netns uint64, tb *ipt.Table) []ipt.Counters {
 		return []ipt.Counters{{Pcnt: 1, Bcnt: 60}, {Pcnt: 2, Bcnt: 120}}
 	}
 	s.LiveCounters = live
 	// What the replaced table counted comes back from OnReplace, which
 	// reads it after the switch.
-	s.OnReplace = func(netns uint32, tb *ipt.Table) ([]ipt.Counters, error) { return live(netns, tb), nil }
+	s.OnReplace = func(netns uint64, tb *ipt.Table) ([]ipt.Counters, error) { return live(netns, tb), nil }
 	add := []ipt.Counters{{Pcnt: 10, Bcnt: 1000}, {}, {}, {}}
 	if status, _ := s.Sockopt(1, ipt.SoSetAddCounters, true, newMem(ipt.MarshalCountersInfo("filter", add))); status != 0 {
 		t.Fatal(status)
@@ -372,12 +372,12 @@ func TestLiveCounters(t *testing.T) {
 func TestOnChangeAndRestore(t *testing.T) {
 	s := New()
 	type change struct {
-		netns uint32
+		netns uint64
 		n     int
 		kept0 ipt.Counters
 	}
 	var got []change
-	s.OnChange = func(netns uint32, tb *ipt.Table, kept []ipt.Counters) {
+	s.OnChange = func(netns uint64, tb *ipt.Table, kept []ipt.Counters) {
 		got = append(got, change{netns, tb.NumEntries(), kept[0]})
 	}
 	if status, _ := s.Sockopt(3, ipt.SoSetReplace, true, newMem(replaceBlob(t, 4))); status != 0 {

@@ -26,13 +26,14 @@ func cLayout(t *testing.T) map[string]uintptr {
 		{Name: "mbox_reply", C: "sizeof(struct mbox_reply)"},
 		{Name: "health", C: "BPFILTER_CMD_HEALTH"},
 		{Name: "netns_exit", C: "BPFILTER_CMD_NETNS_EXIT"},
-		{Name: "shutdown", C: "BPFILTER_CMD_SHUTDOWN"},
-		{Name: "netdev", C: "BPFILTER_CMD_NETDEV"},
 		{Name: "flag_trace", C: "BPFILTER_REQ_TRACE"},
-		{Name: "mbox_reply.status", C: "offsetof(struct mbox_reply, status)"},
-		{Name: "mbox_reply.status.size", C: "sizeof(((struct mbox_reply *)0)->status)"},
 	}
-	for _, f := range []string{"addr", "len", "is_set", "cmd", "pid", "netns", "flags"} {
+	for _, f := range []string{"status", "len"} {
+		exprs = append(exprs,
+			cvalues.Expr{Name: "mbox_reply." + f, C: "offsetof(struct mbox_reply, " + f + ")"},
+			cvalues.Expr{Name: "mbox_reply." + f + ".size", C: "sizeof(((struct mbox_reply *)0)->" + f + ")"})
+	}
+	for _, f := range []string{"netns", "len", "is_set", "cmd", "pid", "flags", "pad"} {
 		exprs = append(exprs,
 			cvalues.Expr{Name: "mbox_request." + f, C: "offsetof(struct mbox_request, " + f + ")"},
 			cvalues.Expr{Name: "mbox_request." + f + ".size", C: "sizeof(((struct mbox_request *)0)->" + f + ")"})
@@ -51,13 +52,11 @@ func TestPinnedToC(t *testing.T) {
 		"mbox_reply":   unsafe.Sizeof(Reply{}),
 		"health":       CmdHealth,
 		"netns_exit":   CmdNetnsExit,
-		"shutdown":     CmdShutdown,
-		"netdev":       CmdNetdev,
 		"flag_trace":   FlagTrace,
 	}
 	cNames := map[string]string{
-		"Addr": "addr", "Len": "len", "IsSet": "is_set", "Cmd": "cmd",
-		"Pid": "pid", "Netns": "netns", "Flags": "flags",
+		"Netns": "netns", "Len": "len", "IsSet": "is_set", "Cmd": "cmd",
+		"Pid": "pid", "Flags": "flags", "Pad": "pad",
 	}
 	rt := reflect.TypeOf(Request{})
 	for i := 0; i < rt.NumField(); i++ {
@@ -69,8 +68,10 @@ func TestPinnedToC(t *testing.T) {
 		goLayout["mbox_request."+name] = f.Offset
 		goLayout["mbox_request."+name+".size"] = f.Type.Size()
 	}
-	goLayout["mbox_reply.status"] = 0
+	goLayout["mbox_reply.status"] = unsafe.Offsetof(Reply{}.Status)
 	goLayout["mbox_reply.status.size"] = unsafe.Sizeof(Reply{}.Status)
+	goLayout["mbox_reply.len"] = unsafe.Offsetof(Reply{}.Len)
+	goLayout["mbox_reply.len.size"] = unsafe.Sizeof(Reply{}.Len)
 
 	if !reflect.DeepEqual(c, goLayout) {
 		t.Fatalf("kmod/msgfmt.h and package wire disagree:\nC:  %v\nGo: %v", c, goLayout)
@@ -82,20 +83,23 @@ func TestPinnedToC(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	want := Request{Addr: 0x7ffd12345678, Len: 84, IsSet: 1, Cmd: 64, Pid: 1234, Netns: 4026531840, Flags: FlagTrace}
-	got, err := ReadRequest(bytes.NewReader(want.Encode()))
+	want := Request{Netns: 0x1000000000004, Len: 5, IsSet: 1, Cmd: 64, Pid: 1234, Flags: FlagTrace}
+	in := append(want.Encode(), 1, 2, 3, 4, 5, 0xEE)
+	got, payload, err := ReadRequest(bytes.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
+	if !bytes.Equal(payload, []byte{1, 2, 3, 4, 5}) {
+		t.Fatalf("payload % x, want the 5 bytes after the header and no more", payload)
+	}
 }
 
 func TestReadRequestErrors(t *testing.T) {
 	full := Request{Cmd: 64}.Encode()
-	garbled := Request{Cmd: 64, IsSet: 7}.Encode()
-	flags := Request{Cmd: 64, Flags: 1 << 1}.Encode()
+	withPayload := append(Request{Cmd: 64, Len: 4}.Encode(), 1, 2, 3)
 	tests := []struct {
 		name  string
 		in    []byte
@@ -105,12 +109,15 @@ func TestReadRequestErrors(t *testing.T) {
 		{"eof", nil, true, false},
 		{"short", full[:5], false, true},
 		{"one byte short", full[:RequestSize-1], false, true},
-		{"is_set not boolean", garbled, false, false},
-		{"unknown flag", flags, false, false},
+		{"payload one byte short", withPayload, false, true},
+		{"is_set not boolean", Request{Cmd: 64, IsSet: 7}.Encode(), false, false},
+		{"unknown flag", Request{Cmd: 64, Flags: 1 << 1}.Encode(), false, false},
+		{"pad not zero", Request{Cmd: 64, Pad: 1}.Encode(), false, false},
+		{"payload beyond the module's bound", Request{Cmd: 64, Len: MaxPayload + 1}.Encode(), false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ReadRequest(bytes.NewReader(tt.in))
+			_, _, err := ReadRequest(bytes.NewReader(tt.in))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -125,9 +132,22 @@ func TestReadRequestErrors(t *testing.T) {
 }
 
 func TestReplyEncoding(t *testing.T) {
-	got := Reply{Status: -92}.Encode()
-	want := []byte{0xa4, 0xff, 0xff, 0xff}
+	got := EncodeReply(-92, []byte{7, 8})
+	want := []byte{0xa4, 0xff, 0xff, 0xff, 2, 0, 0, 0, 7, 8}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("got % x, want % x", got, want)
+	}
+}
+
+func TestCookies(t *testing.T) {
+	got, err := Cookies([]byte{1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint64{1, 1<<56 | 2}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if _, err := Cookies(make([]byte, 9)); err == nil {
+		t.Fatal("9 bytes decoded as cookies")
 	}
 }
