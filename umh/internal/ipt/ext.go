@@ -41,10 +41,15 @@ var matches = []extension{
 	{name: "comment", family: familyUnspec, size: commentSize, decode: decodeCommentAny},
 }
 
-// targets are the targets bpfilter accepts: ip_tables' builtin ones.
+// targets are the targets bpfilter accepts: ip_tables' builtin ones, and
+// NFQUEUE as xt_NFQUEUE.c registers it.
 var targets = []extension{
 	{name: StandardTarget, family: familyIPv4, size: 4},
 	{name: ErrorTarget, family: familyIPv4, size: FunctionMaxNameLen},
+	{name: NFQueueTarget, family: familyUnspec, size: nfqSizeV0, decode: decodeNFQueue(0)},
+	{name: NFQueueTarget, revision: 1, family: familyUnspec, size: nfqSizeV1, check: checkNFQueue(1), decode: decodeNFQueue(1)},
+	{name: NFQueueTarget, revision: 2, family: familyUnspec, size: nfqSizeV2, check: checkNFQueue(2), decode: decodeNFQueue(2)},
+	{name: NFQueueTarget, revision: 3, family: familyUnspec, size: nfqSizeV3, check: checkNFQueue(3), decode: decodeNFQueue(3)},
 }
 
 func kindName(target bool) string {

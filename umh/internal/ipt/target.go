@@ -2,7 +2,7 @@ package ipt
 
 import "encoding/binary"
 
-// TargetKind tells the two targets bpfilter accepts apart.
+// TargetKind tells the targets bpfilter accepts apart.
 type TargetKind uint8
 
 // Target kinds.
@@ -10,6 +10,7 @@ const (
 	TargetOther    TargetKind = iota // not accepted; only in unvalidated data
 	TargetStandard                   // XT_STANDARD_TARGET: a verdict or a jump
 	TargetError                      // XT_ERROR_TARGET: a user chain's head, or the table's end
+	TargetExt                        // another registered target (ext.go): Info holds its data
 )
 
 // Target is the xt_entry_target of a rule.
@@ -24,6 +25,8 @@ type Target struct {
 	Verdict int32
 	// ErrorName is the ERROR target's errorname: the user chain's name.
 	ErrorName string
+	// Info is the decoded data of a validated TargetExt: *NFQ.
+	Info any
 
 	ext *extension // set by validation
 }

@@ -277,6 +277,9 @@ func findCheckEntry(e *Entry) error {
 		return prefixErr(e, err)
 	}
 	e.Target.ext = x
+	if x.decode != nil {
+		e.Target.Kind, e.Target.Info = TargetExt, x.decode(e.Target.Data())
+	}
 	return nil
 }
 
