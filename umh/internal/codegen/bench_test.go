@@ -62,7 +62,7 @@ func BenchmarkMatchLast(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if ret != tcActOK {
+		if ret != NFAccept {
 			b.Fatalf("verdict %s", verdictName(ret))
 		}
 		return d

@@ -15,48 +15,36 @@ const (
 	mapGroups   = "groups"
 	mapLists    = "lists"
 	mapCounters = "counters"
-	mapIfnames  = "ifnames"
+	mapCtx      = "ctx"
 	mapJStack   = "jstack"
 )
 
-// MapIfnames is the name of the map from ifindex (u32) to interface name
-// ([16]byte, NUL padded) that the programs read. Pass a shared one in
-// ebpf.CollectionOptions.MapReplacements to use one map for all tables.
-const MapIfnames = mapIfnames
+// MapCtx is the name of the per-CPU array (key 0: struct bpfilter_ctx,
+// kmod/progctx.h) that the module fills before each run and the programs
+// read. Every collection has one; the module takes its fd with the
+// programs.
+const MapCtx = mapCtx
 
-// IfnamesMaxEntries is the size of the ifnames map the spec creates.
-const IfnamesMaxEntries = 16384
-
-// Iface says where a program finds an interface's ifindex.
-type Iface uint8
-
-const (
-	// IfaceNone: there is no such interface; its name is empty, as
-	// ip_tables' nulldevname.
-	IfaceNone Iface = iota
-	// IfaceSkb: __sk_buff.ifindex, the device the program runs on.
-	IfaceSkb
-	// IfaceIngress: __sk_buff.ingress_ifindex, the device the packet
-	// came in on.
-	IfaceIngress
-)
-
-// Hook is a builtin chain to compile and where its program finds the
-// input and output interfaces.
+// Hook is a builtin chain to compile, and which interfaces its hook has:
+// ip_tables passes state->in and state->out, so INPUT has an input
+// interface only, OUTPUT an output one only, FORWARD both; a missing one
+// has the empty name, as ip_tables' nulldevname.
 type Hook struct {
 	Hook    int // ipt.HookLocalIn, ...
-	In, Out Iface
+	In, Out bool
 }
 
-// InputTC is INPUT on TC ingress: the input interface is the device.
-func InputTC() Hook { return Hook{Hook: ipt.HookLocalIn, In: IfaceSkb, Out: IfaceNone} }
+// Input is NF_INET_LOCAL_IN.
+func Input() Hook { return Hook{Hook: ipt.HookLocalIn, In: true} }
 
-// ForwardTC is FORWARD on TC egress: the output interface is the device,
-// the input one is the packet's ingress device.
-func ForwardTC() Hook { return Hook{Hook: ipt.HookForward, In: IfaceIngress, Out: IfaceSkb} }
+// Forward is NF_INET_FORWARD.
+func Forward() Hook { return Hook{Hook: ipt.HookForward, In: true, Out: true} }
 
-// OutputTC is OUTPUT on TC egress: the output interface is the device.
-func OutputTC() Hook { return Hook{Hook: ipt.HookLocalOut, In: IfaceNone, Out: IfaceSkb} }
+// Output is NF_INET_LOCAL_OUT.
+func Output() Hook { return Hook{Hook: ipt.HookLocalOut, Out: true} }
+
+// Hooks are the hooks of the filter table.
+func Hooks() []Hook { return []Hook{Input(), Forward(), Output()} }
 
 // ProgramName is the name of a hook's program in the collection.
 func ProgramName(hook int) string {
@@ -77,8 +65,8 @@ func ProgramName(hook int) string {
 
 // Options tune Compile.
 type Options struct {
-	// Hooks are the programs to build; nil means InputTC, ForwardTC and
-	// OutputTC for those of their hooks that the table has.
+	// Hooks are the programs to build; nil means Input, Forward and
+	// Output for those of them that the table has.
 	Hooks []Hook
 	// Linear turns classification off: every packet walks the entries one
 	// by one, as ipt_do_table does. For comparison and tests.
@@ -116,7 +104,7 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 	}
 	hooks := opts.Hooks
 	if hooks == nil {
-		for _, h := range []Hook{InputTC(), ForwardTC(), OutputTC()} {
+		for _, h := range Hooks() {
 			if t.ValidHooks&(1<<h.Hook) != 0 {
 				hooks = append(hooks, h)
 			}
@@ -173,7 +161,7 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 			return nil, fmt.Errorf("codegen: table %q: hook %s has no entry", t.Name, ipt.HookNames[h.Hook])
 		}
 		name := ProgramName(h.Hook)
-		pb := &progBuilder{pt: tcType, hook: h, facts: facts, linear: opts.Linear,
+		pb := &progBuilder{pt: nfType, hook: h, facts: facts, linear: opts.Linear,
 			start: start.Index, under: under.Index, prefix: name}
 		spec.Programs[name] = &ebpf.ProgramSpec{
 			Name:         name,
@@ -190,9 +178,10 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 	return &Spec{Collection: spec, Hooks: hooks, Stats: st}, nil
 }
 
-func ifnamesSpec() *ebpf.MapSpec {
-	return &ebpf.MapSpec{Name: mapIfnames, Type: ebpf.Hash, KeySize: 4, ValueSize: ipt.IfNameSize,
-		MaxEntries: IfnamesMaxEntries, Flags: bpfFNoPrealloc}
+// CtxSpec is the ctx map: what the module requires (value_size
+// sizeof(struct bpfilter_ctx), max_entries >= 1).
+func CtxSpec() *ebpf.MapSpec {
+	return &ebpf.MapSpec{Name: mapCtx, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: CtxSize, MaxEntries: 1}
 }
 
 func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*ebpf.MapSpec {
@@ -247,7 +236,7 @@ func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*e
 		mapLists:   lists,
 		mapCounters: {Name: mapCounters, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: cntSize,
 			MaxEntries: uint32(facts.numEntries)},
-		mapIfnames: ifnamesSpec(),
+		mapCtx: CtxSpec(),
 		// One row per possible CPU, indexed by bpf_get_smp_processor_id.
 		mapJStack: {Name: mapJStack, Type: ebpf.Array, KeySize: 4, ValueSize: uint32(4 * facts.stackCap),
 			MaxEntries: uint32(possibleCPUs())},

@@ -17,7 +17,7 @@ func TestCompileShapes(t *testing.T) {
 	if s := spec.Stats; s.Groups != 1 || s.MaxBucket != 1 || s.Buckets != 1000 || len(spec.Collection.Programs) != 3 {
 		t.Errorf("stats %+v, %d programs", s, len(spec.Collection.Programs))
 	}
-	spec, err = Compile(tb, Options{Linear: true, Hooks: []Hook{InputTC()}})
+	spec, err = Compile(tb, Options{Linear: true, Hooks: []Hook{Input()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,16 +7,18 @@ import (
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 )
 
-var tcHooks = []Hook{InputTC(), ForwardTC(), OutputTC()}
-
 func verdictName(v uint32) string {
-	switch v {
-	case tcActOK:
+	switch {
+	case v == NFAccept:
 		return "ACCEPT"
-	case tcActShot:
+	case v == NFDrop:
 		return "DROP"
+	case v&0xFFFF == NFQueue:
+		return fmt.Sprintf("QUEUE %d", v>>NFQueueShift)
+	case v&0x7FFF == NFQueue:
+		return fmt.Sprintf("QUEUE %d bypass", v>>NFQueueShift)
 	}
-	return fmt.Sprintf("tc%d", v)
+	return fmt.Sprintf("verdict %#x", v)
 }
 
 // differential runs every packet through every hook's program, both
@@ -27,15 +29,12 @@ func differential(t *testing.T, tb *ipt.Table, packets []*pkt) {
 		l := load(t, tb, Options{Linear: linear})
 		want := make([]ipt.Counters, len(tb.Entries))
 		fails, accepted, total := 0, 0, 0
-		for _, h := range tcHooks {
+		for _, h := range Hooks() {
 			for _, p := range packets {
 				v := hookView(h, *p)
-				exp := uint32(tcActShot)
-				if refEval(tb, h.Hook, &v, want) {
-					exp = tcActOK
-				}
+				exp := refEval(tb, h.Hook, &v, want)
 				total++
-				if exp == tcActOK {
+				if exp == NFAccept {
 					accepted++
 				}
 				if got := l.run(t, h, &v); got != exp {

@@ -4,29 +4,31 @@
 // # Programs
 //
 // Compile builds one program per hook (INPUT, FORWARD, OUTPUT of the filter
-// table), all sharing the maps. The program type is a TC classifier
-// (BPF_PROG_TYPE_SCHED_CLS, direct action: TC_ACT_OK accepts, TC_ACT_SHOT
-// drops): Linux 6.1 has no netfilter BPF hook and no TCX, and a cls_bpf
-// filter on a clsact qdisc can be attached to any interface of any
-// namespace. Only the prologue depends on the program type (progtype.go):
-// it reads the IPv4 header with bpf_skb_load_bytes_relative from the
-// network header, so one program serves ingress and egress and devices with
-// or without a link-layer header. A packet that is not IPv4, or whose header
-// the IP layer would refuse (version, ihl, tot_len), is let through
-// unexamined and uncounted: ip_tables never sees it either.
+// table), all sharing the maps. The module (kmod/progctx.h) runs them at
+// netfilter's own hooks, NF_INET_LOCAL_IN, NF_INET_FORWARD and
+// NF_INET_LOCAL_OUT at priority NF_IP_PRI_FILTER, where iptable_filter
+// runs. The program type is BPF_PROG_TYPE_SCHED_CLS: its context is the
+// skb, whose data starts at the IPv4 header there; the programs read the
+// header with bpf_skb_load_bytes_relative from the network header, which
+// BPF_PROG_TEST_RUN (an Ethernet frame) serves as well. They return a
+// netfilter verdict, as an ip_tables target does: NF_ACCEPT, NF_DROP, or
+// NF_QUEUE with the queue number in the upper 16 bits and the bypass
+// flag (QueueVerdict). Only the prologue depends on the program type
+// (progtype.go). A packet whose header the IP layer would refuse (version,
+// ihl, tot_len) is let through unexamined and uncounted: ip_tables never
+// sees it either. The programs never write __sk_buff.cb.
 //
 // # Interfaces
 //
 // The programs compare interface names at run time, as ip_packet_match
-// does (name, mask, inversion; iptables encodes "eth+" in the mask). They
-// find a name in the ifnames map (MapIfnames: ifindex -> [16]byte) that the
-// attach layer keeps, so interfaces created after the rules were set work.
-// Where the ifindex comes from is per hook (Hook.In, Hook.Out): INPUT on TC
-// ingress takes __sk_buff.ifindex as input interface; OUTPUT on egress takes
-// it as output; FORWARD on egress takes ifindex as output and
-// ingress_ifindex as input. A missing interface has the empty name, as
-// ip_tables' nulldevname. The map is read only if some rule names an
-// interface.
+// does (all 16 bytes under the mask, inversion; iptables encodes "eth+" in
+// the mask). The names come from the ctx map (MapCtx, a per-CPU array of
+// one struct bpfilter_ctx) that the module fills before each run with the
+// hook's state->in and state->out: INPUT has an input interface only,
+// OUTPUT an output one only, FORWARD both (Hook.In, Hook.Out); a missing
+// interface has the empty name, as ip_tables' nulldevname. The map is read
+// only if some rule names an interface, but every collection has one: the
+// module takes it with the programs.
 //
 // # Evaluation
 //
@@ -36,8 +38,8 @@
 // finds the first entry at or after a position that matches, counts it
 // (per-CPU {packets, bytes}, bytes being the IP packet length, tot_len, as
 // skb->len at the ip_tables hooks), and applies its target: ACCEPT, DROP,
-// QUEUE (dropped: nothing listens), ERROR (drop), RETURN (pop, or the hook's
-// underflow), a jump (push unless it is a goto or the next entry; beyond
+// QUEUE and NFQUEUE (NF_QUEUE; one queue, as package ipt accepts), ERROR
+// (drop), RETURN (pop, or the hook's underflow), a jump (push unless it is a goto or the next entry; beyond
 // ip_tables' stacksize the packet is dropped), falling through to the next
 // entry and past a chain's end. Matches: addresses under masks, interfaces,
 // protocol, fragments (IPT_F_FRAG: non-first fragments), tcp (ports, flags,

@@ -1,6 +1,7 @@
 package codegen
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"testing"
@@ -70,48 +71,48 @@ type skbCtx struct {
 	Priority, IngressIfindex, Ifindex                                           uint32
 }
 
-const (
-	testIfindex   = 1 // lo: BPF_PROG_TEST_RUN runs on it
-	testIngressIf = 7 // any number: only the ifnames map knows it
-)
+// hookCtx is struct bpfilter_ctx for hook h and the interfaces of p, as
+// the module fills it.
+func hookCtx(h Hook, p *pkt) []byte {
+	b := make([]byte, CtxSize)
+	nf := map[int]uint32{ipt.HookLocalIn: 1, ipt.HookForward: 2, ipt.HookLocalOut: 3}[h.Hook]
+	binary.LittleEndian.PutUint32(b[ctxHook:], nf)
+	if h.In && p.in != "" {
+		binary.LittleEndian.PutUint32(b[ctxInIfindex:], 7)
+		copy(b[ctxIn:ctxIn+ifNamSize], p.in)
+	}
+	if h.Out && p.out != "" {
+		binary.LittleEndian.PutUint32(b[ctxOutIfindex:], 8)
+		copy(b[ctxOut:ctxOut+ifNamSize], p.out)
+	}
+	return b
+}
 
-// run runs the program of hook h on p, with the interfaces of p put into
-// the ifnames map where h looks for them. It returns the TC verdict.
+// run runs the program of hook h on p, with the ctx map filled (on every
+// CPU) as the module fills it at h. It returns the netfilter verdict.
 func (l *loaded) run(t testing.TB, h Hook, p *pkt) uint32 {
 	t.Helper()
-	ctx := skbCtx{Ifindex: testIfindex}
-	name := func(src Iface) string {
-		if h.In == src {
-			return p.in
-		}
-		return p.out
+	v := hookCtx(h, p)
+	vals := make([][]byte, possibleCPUs())
+	for i := range vals {
+		vals[i] = v
 	}
-	for _, src := range []Iface{IfaceSkb, IfaceIngress} {
-		if h.In != src && h.Out != src {
-			continue
-		}
-		idx := uint32(testIfindex)
-		if src == IfaceIngress {
-			idx = testIngressIf
-			ctx.IngressIfindex = idx
-		}
-		if err := l.objs.SetIfname(idx, name(src)); err != nil {
-			t.Fatal(err)
-		}
+	if err := l.objs.Ctx.Put(uint32(0), vals); err != nil {
+		t.Fatal(err)
 	}
-	ret, err := l.objs.Program(h.Hook).Run(&ebpf.RunOptions{Data: p.frame(), Context: ctx})
+	ret, err := l.objs.Program(h.Hook).Run(&ebpf.RunOptions{Data: p.frame(), Context: skbCtx{Ifindex: 1}})
 	if err != nil {
 		t.Fatalf("run %v: %v", p, err)
 	}
 	return ret
 }
 
-// hookIfaces: which of the packet's interfaces the hook can see.
+// hookView: the packet with only the interfaces the hook has.
 func hookView(h Hook, p pkt) pkt {
-	if h.In == IfaceNone {
+	if !h.In {
 		p.in = ""
 	}
-	if h.Out == IfaceNone {
+	if !h.Out {
 		p.out = ""
 	}
 	return p

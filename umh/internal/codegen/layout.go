@@ -36,7 +36,7 @@ const (
 	recInv     = 88  // ipt_ip.invflags
 	recCont    = 92  // next record of the same entry, or none
 	recAction  = 96  // act*
-	recTarget  = 100 // entry index of a jump or goto
+	recTarget  = 100 // entry index of a jump or goto; the verdict of actQueue
 	recSeg     = 104 // segment of the entry
 	recKind    = 108 // kind* of the match held in this record
 	recNeed    = 112 // transport bytes the match reads (hotdrop below that)
@@ -73,11 +73,12 @@ const (
 
 // Actions of an entry's target.
 const (
-	actDrop   = 0 // DROP, QUEUE (no queue listener), ERROR
+	actDrop   = 0 // DROP, ERROR
 	actAccept = 1
 	actReturn = 2
 	actJump   = 3 // push the entry, continue at target
 	actGoto   = 4 // continue at target without a push
+	actQueue  = 5 // QUEUE, NFQUEUE: the verdict (NF_QUEUE_NR, bypass) is the target
 )
 
 // Match kinds.

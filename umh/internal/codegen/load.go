@@ -8,8 +8,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-const bpfFNoPrealloc = 1 // BPF_F_NO_PREALLOC
-
 func possibleCPUs() int {
 	n, err := ebpf.PossibleCPU()
 	if err != nil || n < 1 {
@@ -22,13 +20,14 @@ func possibleCPUs() int {
 type Objects struct {
 	Programs map[int]*ebpf.Program // by hook
 	Counters *ebpf.Map
-	Ifnames  *ebpf.Map
+	Ctx      *ebpf.Map // MapCtx
 	coll     *ebpf.Collection
 	entries  int
 }
 
 // Load creates the maps (filled) and loads the programs. opts may be nil;
-// to share an ifnames map, set opts.MapReplacements[MapIfnames].
+// to share one ctx map between collections, set
+// opts.MapReplacements[MapCtx].
 func (s *Spec) Load(opts *ebpf.CollectionOptions) (*Objects, error) {
 	if opts == nil {
 		opts = &ebpf.CollectionOptions{}
@@ -40,7 +39,10 @@ func (s *Spec) Load(opts *ebpf.CollectionOptions) (*Objects, error) {
 		return nil, fmt.Errorf("codegen: load: %w", err)
 	}
 	o := &Objects{Programs: map[int]*ebpf.Program{}, Counters: coll.Maps[mapCounters],
-		Ifnames: coll.Maps[mapIfnames], coll: coll, entries: s.Stats.Entries}
+		Ctx: coll.Maps[mapCtx], coll: coll, entries: s.Stats.Entries}
+	if r := opts.MapReplacements[mapCtx]; r != nil {
+		o.Ctx = r
+	}
 	for _, h := range s.Hooks {
 		o.Programs[h.Hook] = coll.Programs[ProgramName(h.Hook)]
 	}
@@ -60,17 +62,23 @@ func (o *Objects) Close() error {
 		p.Close()
 	}
 	o.Counters.Close()
-	o.Ifnames.Close()
+	o.Ctx.Close()
 	return nil
 }
 
 // Adopt makes Objects of loaded programs that this process did not load
-// (found through ids after a restart): it finds their counters and
-// ifnames maps through the programs' map ids. entries is the number of
+// (found by id after a restart) and of their ctx map: it finds their
+// counters map through the programs' map ids. entries is the number of
 // entries of the table they were compiled from. On success the Objects own
-// the programs; on failure the caller still does.
-func Adopt(progs map[int]*ebpf.Program, entries int) (*Objects, error) {
-	o := &Objects{Programs: progs, entries: entries}
+// the programs and ctx; on failure the caller still does.
+func Adopt(progs map[int]*ebpf.Program, ctx *ebpf.Map, entries int) (*Objects, error) {
+	o := &Objects{Programs: progs, Ctx: ctx, entries: entries}
+	if ctx == nil {
+		return nil, errors.New("codegen: adopt: no ctx map")
+	}
+	if mi, err := ctx.Info(); err != nil || mi.ValueSize != CtxSize || mi.Type != ebpf.PerCPUArray {
+		return nil, fmt.Errorf("codegen: adopt: the ctx map is not one of bpfilter's (%v)", err)
+	}
 	for _, p := range progs {
 		info, err := p.Info()
 		if err != nil {
@@ -83,34 +91,19 @@ func Adopt(progs map[int]*ebpf.Program, entries int) (*Objects, error) {
 				continue
 			}
 			mi, err := m.Info()
-			switch {
-			case err == nil && mi.Name == mapCounters && o.Counters == nil:
+			if err == nil && mi.Name == mapCounters && o.Counters == nil {
 				o.Counters = m
-			case err == nil && mi.Name == mapIfnames && o.Ifnames == nil:
-				o.Ifnames = m
-			default:
+			} else {
 				m.Close()
 			}
 		}
 		break
 	}
 	if o.Counters == nil {
-		o.Ifnames.Close()
 		return nil, errors.New("codegen: adopt: the programs have no counters map")
-	}
-	if o.Ifnames == nil {
-		// The programs do not read interface names (no rule names an
-		// interface): a map of their own keeps SetIfname working.
-		m, err := ebpf.NewMap(ifnamesSpec())
-		if err != nil {
-			o.Counters.Close()
-			return nil, fmt.Errorf("codegen: adopt: ifnames map: %w", err)
-		}
-		o.Ifnames = m
 	}
 	if mi, err := o.Counters.Info(); err != nil || int(mi.MaxEntries) < entries {
 		o.Counters.Close()
-		o.Ifnames.Close()
 		return nil, fmt.Errorf("codegen: adopt: the counters map does not fit a table of %d entries", entries)
 	}
 	return o, nil
@@ -162,30 +155,4 @@ func ReadCounters(m *ebpf.Map, n int) ([]ipt.Counters, error) {
 		}
 	}
 	return out, nil
-}
-
-// SetIfname tells the programs the name of an interface.
-func (o *Objects) SetIfname(ifindex uint32, name string) error {
-	return SetIfname(o.Ifnames, ifindex, name)
-}
-
-// SetIfname puts ifindex -> name (NUL padded) into an ifnames map.
-func SetIfname(m *ebpf.Map, ifindex uint32, name string) error {
-	var v [ipt.IfNameSize]byte
-	if len(name) >= ipt.IfNameSize {
-		return fmt.Errorf("codegen: interface name %q is too long", name)
-	}
-	copy(v[:], name)
-	if err := m.Put(ifindex, v); err != nil {
-		return fmt.Errorf("codegen: set ifname %d %q: %w", ifindex, name, err)
-	}
-	return nil
-}
-
-// DeleteIfname forgets an interface.
-func DeleteIfname(m *ebpf.Map, ifindex uint32) error {
-	if err := m.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("codegen: delete ifname %d: %w", ifindex, err)
-	}
-	return nil
 }

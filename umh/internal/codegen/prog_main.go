@@ -38,7 +38,6 @@ const (
 	l4Bytes                       = 20           // transport bytes read
 	hdrNet                        = 1            // BPF_HDR_START_NET
 	ipOff                         = 0x1FFF       // IP_OFFSET
-	ethPIP                        = 0x0800       // ETH_P_IP
 	protoTCP, protoUDP, protoICMP = 6, 17, 1
 )
 
@@ -71,7 +70,6 @@ func (b *progBuilder) mainFn() *fn {
 	for off := fpLow; off < 0; off += 8 {
 		f.emit(st64imm(asm.RFP, off, 0))
 	}
-	b.pt.isIPv4(f, pass)
 	// The IP header. The IP layer drops what fails these checks before
 	// ip_tables sees it, so the program lets it go unexamined.
 	b.pt.loadNet(f, 0, fpIP, 20, pass)
@@ -141,12 +139,7 @@ func (b *progBuilder) mainFn() *fn {
 		b.tcpOptions(f, pass)
 	}
 	b.slowPath(f)
-	if b.facts.needIn && b.hook.In != IfaceNone {
-		b.ifname(f, b.hook.In, fpState+stIn)
-	}
-	if b.facts.needOut && b.hook.Out != IfaceNone {
-		b.ifname(f, b.hook.Out, fpState+stOut)
-	}
+	b.ifnames(f)
 	f.emit(
 		st32imm(asm.RFP, fpState+stPos, int32(b.start)),
 		st32imm(asm.RFP, fpState+stVerdict, b.pt.drop),
@@ -202,20 +195,33 @@ func (b *progBuilder) slowPath(f *fn) {
 	f.emit(asm.Mov.Imm(asm.R0, 0))
 }
 
-// ifname copies the name of the interface src from the ifnames map into
-// the state; an interface missing from the map has the empty name.
-func (b *progBuilder) ifname(f *fn, src Iface, dst int) {
-	skip := f.newLabel("noif")
-	b.pt.ifindex(f, src, asm.R1)
-	f.emit(st32(asm.RFP, fpKey, asm.R1))
-	f.lookup(mapIfnames, fpKey)
-	f.emit(
-		asm.JEq.Imm(asm.R0, 0, skip),
-		ld64(asm.R1, asm.R0, 0),
-		st64(asm.RFP, dst, asm.R1),
-		ld64(asm.R1, asm.R0, 8),
-		st64(asm.RFP, dst+8, asm.R1),
-	)
+// ifnames copies the names of the hook's interfaces from the ctx map
+// (struct bpfilter_ctx, filled by the module) into the state, if some
+// rule compares them; a missing interface (or ctx) has the empty name.
+func (b *progBuilder) ifnames(f *fn) {
+	in := b.facts.needIn && b.hook.In
+	out := b.facts.needOut && b.hook.Out
+	if !in && !out {
+		return
+	}
+	skip := f.newLabel("noctx")
+	f.emit(st32imm(asm.RFP, fpKey, 0))
+	f.lookup(mapCtx, fpKey)
+	f.emit(asm.JEq.Imm(asm.R0, 0, skip))
+	for _, x := range []struct {
+		want     bool
+		src, dst int
+	}{{in, ctxIn, fpState + stIn}, {out, ctxOut, fpState + stOut}} {
+		if !x.want {
+			continue
+		}
+		f.emit(
+			ld64(asm.R1, asm.R0, x.src),
+			st64(asm.RFP, x.dst, asm.R1),
+			ld64(asm.R1, asm.R0, x.src+8),
+			st64(asm.RFP, x.dst+8, asm.R1),
+		)
+	}
 	f.label(skip)
 	f.emit(asm.Mov.Imm(asm.R0, 0))
 }

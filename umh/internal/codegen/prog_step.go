@@ -233,10 +233,11 @@ func (b *progBuilder) count(f *fn) {
 // target applies the target of entry R8 (stAction, stTarget).
 func (b *progBuilder) target(f *fn, drop string) {
 	accept, ret, pop := f.newLabel("accept"), f.newLabel("return"), f.newLabel("pop")
-	jump, gotoL := f.newLabel("jump"), f.newLabel("goto")
+	jump, gotoL, queue := f.newLabel("jump"), f.newLabel("goto"), f.newLabel("queue")
 	f.emit(
 		ld32(asm.R1, asm.R6, stAction),
 		asm.JEq.Imm(asm.R1, actAccept, accept),
+		asm.JEq.Imm(asm.R1, actQueue, queue),
 		asm.JEq.Imm(asm.R1, actReturn, ret),
 		asm.JEq.Imm(asm.R1, actJump, jump),
 		asm.JEq.Imm(asm.R1, actGoto, gotoL),
@@ -246,6 +247,12 @@ func (b *progBuilder) target(f *fn, drop string) {
 	f.ret(1)
 	f.label(accept)
 	f.emit(st32imm(asm.R6, stVerdict, b.pt.accept))
+	f.ret(1)
+	f.label(queue)
+	f.emit(
+		ld32(asm.R1, asm.R6, stTarget),
+		st32(asm.R6, stVerdict, asm.R1),
+	)
 	f.ret(1)
 
 	// RETURN: pop, or the hook's underflow on an empty stack.

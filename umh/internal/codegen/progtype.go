@@ -5,48 +5,48 @@ import (
 	"github.com/cilium/ebpf/asm"
 )
 
-// progType is what differs between program types: how the program finds
-// the IPv4 header and the interfaces, and what it returns. Only TC exists:
-// 6.1 has no netfilter BPF hook and no TCX, and a direct-action cls_bpf
-// filter on a clsact qdisc can be attached to any interface of any
-// namespace at any time.
+// progType is what depends on where the program runs: how it finds the
+// IPv4 header, and what it returns. Only one exists: a
+// BPF_PROG_TYPE_SCHED_CLS program that the module runs at netfilter's
+// IPv4 hooks (kmod/progctx.h), whose skb starts at the IPv4 header and
+// which returns a netfilter verdict.
 type progType struct {
 	typ          ebpf.ProgramType
 	accept, drop int32
-	isIPv4       func(f *fn, pass string)
 	loadNet      func(f *fn, off int32, dst int, size int32, fail string)
 	loadNetVar   func(f *fn, offReg asm.Register, dst int, sizeReg asm.Register, fail string)
-	ifindex      func(f *fn, src Iface, dst asm.Register)
 }
 
-// __sk_buff offsets.
+// Netfilter verdicts, as kmod/progctx.h defines them (pinned by
+// progctx_test.go).
 const (
-	skbProtocol       = 16
-	skbIngressIfindex = 36
-	skbIfindex        = 40
+	NFDrop        = 0      // NF_DROP, BPFILTER_VERDICT_DROP
+	NFAccept      = 1      // NF_ACCEPT, BPFILTER_VERDICT_ACCEPT
+	NFQueue       = 3      // NF_QUEUE, BPFILTER_VERDICT_QUEUE
+	NFQueueBypass = 0x8000 // NF_VERDICT_FLAG_QUEUE_BYPASS
+	NFQueueShift  = 16     // BPFILTER_VERDICT_QUEUE_SHIFT
 )
 
-// TC verdicts.
-const (
-	tcActOK   = 0 // TC_ACT_OK
-	tcActShot = 2 // TC_ACT_SHOT
-)
+// QueueVerdict is NF_QUEUE_NR(queue), with the bypass flag if asked.
+func QueueVerdict(queue uint16, bypass bool) uint32 {
+	v := uint32(queue)<<NFQueueShift | NFQueue
+	if bypass {
+		v |= NFQueueBypass
+	}
+	return v
+}
 
-// tcType: BPF_PROG_TYPE_SCHED_CLS in direct-action mode. The IPv4 header
-// is read with bpf_skb_load_bytes_relative(BPF_HDR_START_NET), so the
-// program works the same on ingress and egress and on devices with or
-// without a link-layer header.
-var tcType = progType{
+// nfType: the program at a netfilter hook. Every packet there is IPv4
+// (NFPROTO_IPV4), so skb->protocol is not looked at, as ip_tables does
+// not. The IPv4 header is read with
+// bpf_skb_load_bytes_relative(BPF_HDR_START_NET), which finds it whether
+// skb->data is at the network header (the hooks) or at a link-layer
+// header (BPF_PROG_TEST_RUN, which pushes the Ethernet header back for
+// SCHED_CLS).
+var nfType = progType{
 	typ:    ebpf.SchedCLS,
-	accept: tcActOK,
-	drop:   tcActShot,
-	isIPv4: func(f *fn, pass string) {
-		// skb->protocol is big endian: htons(ETH_P_IP) as a u32 load.
-		f.emit(
-			ld32(asm.R1, asm.R6, skbProtocol),
-			asm.JNE.Imm(asm.R1, int32(ethPIP>>8|(ethPIP&0xFF)<<8), pass),
-		)
-	},
+	accept: NFAccept,
+	drop:   NFDrop,
 	loadNet: func(f *fn, off int32, dst int, size int32, fail string) {
 		f.emit(
 			asm.Mov.Reg(asm.R1, asm.R6),
@@ -75,11 +75,16 @@ var tcType = progType{
 			asm.JNE.Imm(asm.R0, 0, fail),
 		)
 	},
-	ifindex: func(f *fn, src Iface, dst asm.Register) {
-		off := skbIfindex
-		if src == IfaceIngress {
-			off = skbIngressIfindex
-		}
-		f.emit(ld32(dst, asm.R6, off))
-	},
 }
+
+// struct bpfilter_ctx (kmod/progctx.h): the value, key 0, of the per-CPU
+// array MapCtx that the module fills before each run.
+const (
+	ctxHook       = 0
+	ctxInIfindex  = 4
+	ctxOutIfindex = 8
+	ctxIn         = 16 // char in[IFNAMSIZ]
+	ctxOut        = 32 // char out[IFNAMSIZ]
+	CtxSize       = 48 // sizeof(struct bpfilter_ctx)
+	ifNamSize     = 16 // BPFILTER_IFNAMSIZ
+)

@@ -110,7 +110,13 @@ func randRule(r *rand.Rand, targets []string, builtin bool) ipt.RuleSpec {
 	case k < 14:
 		return x.j("")
 	case k < 15:
-		return x.j("QUEUE")
+		switch r.IntN(3) {
+		case 0:
+			return x.j("QUEUE")
+		case 1:
+			return x.nfq(ipt.NFQ{Revision: uint8(r.IntN(4)), QueueNum: uint16(r.IntN(3)), QueuesTotal: 1})
+		}
+		return x.nfq(ipt.NFQ{Revision: 3, QueueNum: uint16(r.IntN(70000)), QueuesTotal: 1, Flags: uint16(r.IntN(4))})
 	case len(targets) > 0 && k < 18:
 		return x.j(pick(r, targets))
 	case len(targets) > 0:

@@ -9,8 +9,9 @@ import (
 // refEval is ipt_do_table for one packet at one hook, written from
 // net/ipv4/netfilter/ip_tables.c and the match modules of Linux 6.1,
 // independently of the compiler. It adds to counters (by entry index) and
-// returns whether the packet is accepted.
-func refEval(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters) bool {
+// returns the netfilter verdict.
+func refEval(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters) uint32 {
+	const nfDrop, nfAccept, nfQueue = 0, 1, 3
 	skb := p.ip()
 	fragoff := binary.BigEndian.Uint16(skb[6:]) & 0x1FFF
 	thoff := int(skb[0]&0xF) * 4
@@ -24,7 +25,7 @@ func refEval(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters) bool {
 		if !ipPacketMatch(skb, &indev, &outdev, &e.IP, fragoff != 0) {
 			e = nextEntry(t, e)
 			if e == nil {
-				return false
+				return nfDrop
 			}
 			continue
 		}
@@ -37,23 +38,32 @@ func refEval(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters) bool {
 		}
 		if !matched {
 			if hotdrop {
-				return false
+				return nfDrop
 			}
 			if e = nextEntry(t, e); e == nil {
-				return false
+				return nfDrop
 			}
 			continue
 		}
 		counters[e.Index].Pcnt++
 		counters[e.Index].Bcnt += uint64(len(skb))
 		tg := &e.Target
-		if tg.Kind == ipt.TargetError {
-			return false // ipt_error: NF_DROP
+		switch tg.Kind {
+		case ipt.TargetError:
+			return nfDrop // ipt_error: NF_DROP
+		case ipt.TargetExt:
+			q := tg.Info.(*ipt.NFQ) // nfqueue_tg, _v1 to _v3, one queue
+			v := uint32(q.QueueNum)<<16 | nfQueue
+			if (q.Revision == 2 && q.Flags != 0) || (q.Revision == 3 && q.Flags&1 != 0) {
+				v |= 0x8000 // NF_VERDICT_FLAG_QUEUE_BYPASS
+			}
+			return v
 		}
 		v := tg.Verdict
 		if v < 0 {
 			if v != ipt.VerdictReturn {
-				return v == ipt.VerdictAccept // DROP; QUEUE without a listener drops
+				// NF_DROP, NF_ACCEPT, NF_QUEUE: -v - 1
+				return uint32(-v - 1)
 			}
 			if len(stack) == 0 {
 				e = t.EntryAt(t.Underflow[hook])
@@ -62,22 +72,22 @@ func refEval(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters) bool {
 				stack = stack[:len(stack)-1]
 			}
 			if e == nil {
-				return false
+				return nfDrop
 			}
 			continue
 		}
 		next := t.EntryAt(uint32(v))
 		if uint32(v) != e.Offset+uint32(e.NextOffset) && !e.Goto() {
 			if len(stack) >= t.StackSize {
-				return false
+				return nfDrop
 			}
 			stack = append(stack, e.Index)
 		}
 		if e = next; e == nil {
-			return false
+			return nfDrop
 		}
 	}
-	return false
+	return nfDrop
 }
 
 func nextEntry(t *ipt.Table, e *ipt.Entry) *ipt.Entry {

@@ -70,6 +70,13 @@ func (x *rb) j(target string) ipt.RuleSpec {
 	return x.r
 }
 
+// nfq is -j NFQUEUE with q's revision, queue and flags.
+func (x *rb) nfq(q ipt.NFQ) ipt.RuleSpec {
+	tg := q.Target()
+	x.r.Target = &tg
+	return x.r
+}
+
 func (x *rb) g(chain string) ipt.RuleSpec {
 	x.r.Jump, x.r.Goto = chain, true
 	return x.r

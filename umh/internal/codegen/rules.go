@@ -67,15 +67,24 @@ func encodeTarget(t *ipt.Table, e *ipt.Entry) (action, target uint32, err error)
 	case ipt.TargetError:
 		return actDrop, 0, nil // ipt_error: NF_DROP
 	case ipt.TargetStandard:
+	case ipt.TargetExt:
+		if q, ok := e.Target.Info.(*ipt.NFQ); ok && q.QueuesTotal <= 1 {
+			// nfqueue_tg*: one queue (ipt refuses more).
+			return actQueue, QueueVerdict(q.QueueNum, q.Bypass()), nil
+		}
+		return 0, 0, fmt.Errorf("entry %d (offset %d): target %q revision %d: %w", e.Index, e.Offset, e.Target.Name, e.Target.Revision, ErrUnsupported)
 	default:
 		return 0, 0, fmt.Errorf("entry %d (offset %d): target %q: %w", e.Index, e.Offset, e.Target.Name, ErrUnsupported)
 	}
 	switch v := e.Target.Verdict; {
 	case v == ipt.VerdictAccept:
 		return actAccept, 0, nil
-	case v == ipt.VerdictDrop, v == ipt.VerdictQueue:
-		// QUEUE: nothing listens on queue 0, so nf_queue drops.
+	case v == ipt.VerdictDrop:
 		return actDrop, 0, nil
+	case v == ipt.VerdictQueue:
+		// NF_QUEUE: queue 0, no bypass (nf_queue drops if nothing
+		// listens).
+		return actQueue, QueueVerdict(0, false), nil
 	case v == ipt.VerdictReturn:
 		return actReturn, 0, nil
 	case v >= 0:

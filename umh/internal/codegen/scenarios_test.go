@@ -177,6 +177,15 @@ var scenarios = []struct {
 	{name: "queue and return in builtin", chains: []chainSpec{
 		chain("INPUT", rule().proto(ipt.ProtoUDP, false).j("QUEUE"), rule().src("10.0.0.1/32", false).j("RETURN"), rule().j("DROP")),
 	}},
+	{name: "nfqueue", chains: []chainSpec{
+		chain("INPUT",
+			rule().proto(ipt.ProtoUDP, false).m(udpM(anyPorts(), [2]uint16{53, 53}, 0)).nfq(ipt.NFQ{Revision: 0, QueueNum: 7}),
+			rule().proto(ipt.ProtoUDP, false).nfq(ipt.NFQ{Revision: 3, QueueNum: 65535, QueuesTotal: 1, Flags: ipt.NFQFlagBypass}),
+			rule().proto(ipt.ProtoICMP, false).nfq(ipt.NFQ{Revision: 2, QueueNum: 1, QueuesTotal: 1, Flags: 1}),
+			rule().proto(ipt.ProtoTCP, false).nfq(ipt.NFQ{Revision: 1, QueueNum: 300, QueuesTotal: 1})),
+		chain("OUTPUT", rule().j("QUEUE")),
+		chain("FORWARD", rule().out("eth1", false).nfq(ipt.NFQ{Revision: 3, QueueNum: 2, QueuesTotal: 1, Flags: ipt.NFQFlagCPUFanout})),
+	}},
 	{name: "groups", policies: map[string]int32{"INPUT": drp}, chains: []chainSpec{
 		chain("g1"),
 		chain("INPUT", append(append(sameShape(30, "ACCEPT"),
