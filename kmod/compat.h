@@ -29,4 +29,34 @@
 #include <linux/sockptr.h>
 #endif
 
+#include <linux/filter.h>
+#include <net/net_namespace.h>
+
+/* bpf_prog_run() replaced the BPF_PROG_RUN() macro in 5.15. */
+#ifdef BPF_PROG_RUN
+#define bpfilter_prog_run(prog, ctx)	BPF_PROG_RUN(prog, ctx)
+#else
+#define bpfilter_prog_run(prog, ctx)	bpf_prog_run(prog, ctx)
+#endif
+
+/*
+ * A number for a namespace, never reused. Since 5.12 (commit 3d368ab87cf6)
+ * net_cookie is set when the namespace is made. Before, the kernel made it
+ * on demand in a function it does not export: the module numbers the
+ * namespaces it meets itself (pernet init, once each), as uniquely.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 12, 0)
+static inline u64 bpfilter_net_cookie(struct net *net)
+{
+	return net->net_cookie;
+}
+#else
+static inline u64 bpfilter_net_cookie(struct net *net)
+{
+	static atomic64_t last;
+
+	return atomic64_inc_return(&last);
+}
+#endif
+
 #endif /* _BPFILTER_COMPAT_H */

@@ -11,25 +11,41 @@
 #include <linux/init.h>
 #include <linux/capability.h>
 #include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/poll.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
-#include <linux/netdevice.h>
 #include <linux/slab.h>
-#include <linux/workqueue.h>
+#include <linux/uaccess.h>
+#include <linux/wait.h>
+#include <linux/netfilter/x_tables.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
 #include <net/sock.h>
 #include <net/net_namespace.h>
 
 #include "compat.h"
+#include "bpfilter.h"
 #include "msgfmt.h"
 #include "umh_blob.h"
 
+/* As x_tables.c's XT_MAX_TABLE_SIZE, plus a replace's header. */
+#define BPFILTER_MAX_LEN	(512 * 1024 * 1024 + sizeof(struct ipt_replace))
+
 /*
- * A request whose reply the umh still owes: its caller was killed while
- * waiting. The reply is read (and dropped) before the next request, so
- * that no caller ever gets another one's answer. bpfilter_ops.lock
- * guards it, as everything in bpfilter_ops.
+ * bpfilter.timeout_ms: the longest a request to the umh may take, from its
+ * first byte written to its reply's last byte read. Past it, the umh is
+ * killed (the next call starts another one) and the call fails with
+ * -ETIMEDOUT. Below the hung-task detector's 120 s: the waits are
+ * uninterruptible.
  */
-static bool reply_owed;
+static unsigned int timeout_ms = 60000;
+module_param(timeout_ms, uint, 0644);
+MODULE_PARM_DESC(timeout_ms, "bound of each request to the umh, in ms");
+
+static unsigned long umh_deadline(void)
+{
+	return msecs_to_jiffies(READ_ONCE(timeout_ms)) ? : 1;
+}
 
 static void shutdown_umh(void)
 {
@@ -41,102 +57,165 @@ static void shutdown_umh(void)
 	kill_pid(tgid, SIGKILL, 1);
 	wait_event(tgid->wait_pidfd, thread_group_exited(tgid));
 	bpfilter_umh_cleanup(&bpfilter_ops.info);
-	reply_owed = false;
 }
 
-static int start_umh(void);
+/*
+ * The pipes' own waits are interruptible, and their wakeups reach only
+ * interruptible sleepers; the module sleeps uninterruptibly (a freezer,
+ * ptrace or job-control wakeup must not cut a call short, and a killed
+ * caller just finishes its call), so it queues itself on the pipe through
+ * poll, with a wakeup of its own.
+ */
+struct umh_waiter {
+	poll_table pt;
+	wait_queue_entry_t wq;
+	wait_queue_head_t *head;
+};
+
+static int umh_wake(wait_queue_entry_t *wq, unsigned int mode, int sync,
+		    void *key)
+{
+	return wake_up_process(wq->private);
+}
+
+static void umh_queue(struct file *file, wait_queue_head_t *head,
+		      poll_table *pt)
+{
+	struct umh_waiter *w = container_of(pt, struct umh_waiter, pt);
+
+	if (w->head)
+		return;
+	w->head = head;
+	init_waitqueue_func_entry(&w->wq, umh_wake);
+	w->wq.private = current;
+	add_wait_queue(head, &w->wq);
+}
+
+/* Until file has one of events, or *left jiffies are spent. */
+static int umh_wait(struct file *file, __poll_t events, unsigned long *left)
+{
+	struct umh_waiter w = { .head = NULL };
+	int err = 0;
+
+	init_poll_funcptr(&w.pt, umh_queue);
+	if (!(vfs_poll(file, &w.pt) & events)) {
+		for (;;) {
+			set_current_state(TASK_UNINTERRUPTIBLE);
+			if (vfs_poll(file, NULL) & events)
+				break;
+			if (!*left) {
+				err = -ETIMEDOUT;
+				break;
+			}
+			*left = schedule_timeout(*left);
+		}
+		__set_current_state(TASK_RUNNING);
+	}
+	if (w.head)
+		remove_wait_queue(w.head, &w.wq);
+	return err;
+}
+
+/* -EPIPE: the umh is gone. -ETIMEDOUT: *left is spent. */
+static int umh_write(const void *buf, size_t len, unsigned long *left)
+{
+	struct file *file = bpfilter_ops.info.pipe_to_umh;
+	loff_t pos = 0;
+	ssize_t n;
+	int err;
+
+	while (len) {
+		/* A write to a pipe without reader raises SIGPIPE: look first. */
+		if (vfs_poll(file, NULL) & EPOLLERR)
+			return -EPIPE;
+		n = kernel_write(file, buf, len, &pos);
+		if (n > 0) {
+			buf += n;
+			len -= n;
+			continue;
+		}
+		if (n != -EAGAIN) {
+			pr_err("write to umh failed: %zd\n", n);
+			return -EPIPE;
+		}
+		err = umh_wait(file, EPOLLOUT | EPOLLERR, left);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int umh_read(void *buf, size_t len, unsigned long *left)
+{
+	struct file *file = bpfilter_ops.info.pipe_from_umh;
+	loff_t pos = 0;
+	ssize_t n;
+	int err;
+
+	while (len) {
+		n = kernel_read(file, buf, len, &pos);
+		if (n > 0) {
+			buf += n;
+			len -= n;
+			continue;
+		}
+		if (n != -EAGAIN) {
+			pr_err("read from umh failed: %zd\n", n);
+			return -EPIPE;
+		}
+		err = umh_wait(file, EPOLLIN | EPOLLHUP, left);
+		if (err)
+			return err;
+	}
+	return 0;
+}
 
 /*
- * Whether a umh runs, starting one if the last one died (as the kernel
- * does before a sockopt call). A restarted umh takes back the state its
- * predecessor left.
+ * Every error of the transport stops the umh (the kernel starts another
+ * one on the next call): a request half sent or a reply half read leaves
+ * the pipes out of step. The call then fails with -ETIMEDOUT (too slow),
+ * -EPROTO (a reply that breaks msgfmt.h) or -EFAULT (the umh is gone).
  */
-static bool umh_alive(void)
+static void set_nonblock(struct file *file)
+{
+	spin_lock(&file->f_lock);
+	file->f_flags |= O_NONBLOCK;
+	spin_unlock(&file->f_lock);
+}
+
+
+static int umh_fail(int err)
 {
 	lockdep_assert_held(&bpfilter_ops.lock);
-	if (bpfilter_ops.info.tgid &&
-	    thread_group_exited(bpfilter_ops.info.tgid))
-		shutdown_umh();
-	if (!bpfilter_ops.info.tgid && start_umh())
-		return false;
-	return true;
-}
-
-static int read_reply(struct mbox_reply *reply)
-{
-	loff_t pos = 0;
-	ssize_t n;
-
-	n = kernel_read(bpfilter_ops.info.pipe_from_umh, reply, sizeof(*reply),
-			&pos);
-	if (n == sizeof(*reply))
-		return 0;
-	if (n == -ERESTARTSYS || n == -EINTR)
-		return -EINTR;
-	pr_err("read from umh failed: %zd\n", n);
-	return -EPIPE;
+	if (err == -ETIMEDOUT)
+		pr_err("bpfilter_umh did not answer in %u ms: killed it\n",
+		       READ_ONCE(timeout_ms));
+	else if (err == -EPROTO)
+		pr_err("bpfilter_umh broke the protocol: killed it\n");
+	shutdown_umh();
+	return err == -EPIPE ? -EFAULT : err;
 }
 
 /*
- * One request, one reply. The pipes wait interruptibly: every signal but
- * SIGKILL is blocked meanwhile, so that a signal to the caller neither
- * cuts a call short nor is taken for a dead umh; it is delivered when the
- * call returns. Not in a kernel thread (a namespace exit, the notifier's
- * work): it ignores signals, but not blocked ones, so the SIGPIPE of a
- * write to a dead umh would stay pending on that worker for good, and
- * every fork from it (a umh start) would fail. Only a broken pipe stops
- * the umh (the kernel starts a new one on the next call).
+ * Sends req and its payload (req->len bytes), reads the reply's header.
+ * The reply's payload is the caller's to read.
  */
-static int send_req(const struct mbox_request *req)
+static int umh_request(const struct mbox_request *req, const void *payload,
+		       struct mbox_reply *reply, unsigned long *left)
 {
-	bool user = !(current->flags & PF_KTHREAD);
-	struct mbox_reply reply;
-	sigset_t blocked, saved;
-	loff_t pos = 0;
-	ssize_t n;
 	int err;
 
 	lockdep_assert_held(&bpfilter_ops.lock);
 	if (!bpfilter_ops.info.tgid)
 		return -EFAULT;
-
-	if (user) {
-		siginitsetinv(&blocked, sigmask(SIGKILL));
-		sigprocmask(SIG_BLOCK, &blocked, &saved);
-	}
-
-	if (reply_owed) {
-		err = read_reply(&reply);
-		if (err)
-			goto out;
-		reply_owed = false;
-	}
-
-	n = kernel_write(bpfilter_ops.info.pipe_to_umh, req, sizeof(*req),
-			 &pos);
-	if (n == -ERESTARTSYS || n == -EINTR) {
-		err = -EINTR;	/* killed: nothing was written */
-		goto out;
-	}
-	if (n != sizeof(*req)) {
-		pr_err("write to umh failed: %zd\n", n);
-		err = -EPIPE;
-		goto out;
-	}
-
-	err = read_reply(&reply);
-	if (err == -EINTR)
-		reply_owed = true;	/* killed while the umh works */
-	else if (!err)
-		err = (int)reply.status;
-out:
-	if (user)
-		sigprocmask(SIG_SETMASK, &saved, NULL);
-	if (err == -EPIPE) {
-		shutdown_umh();
-		err = -EFAULT;
-	}
-	return err;
+	err = umh_write(req, sizeof(*req), left);
+	if (!err)
+		err = umh_write(payload, req->len, left);
+	if (!err)
+		err = umh_read(reply, sizeof(*reply), left);
+	if (!err && reply->status > 0)
+		err = -EPROTO;
+	return err ? umh_fail(err) : 0;
 }
 
 /*
@@ -154,20 +233,105 @@ static u32 req_flags(void)
 	return READ_ONCE(trace) ? BPFILTER_REQ_TRACE : 0;
 }
 
+/*
+ * Tells the umh of the namespaces gone since it last heard, in one request.
+ * Whatever is not sent stays pending. An error means the umh is gone.
+ */
+static int send_exits(void)
+{
+	struct mbox_request req = {
+		.is_set	= 1,
+		.cmd	= BPFILTER_CMD_NETNS_EXIT,
+		.pid	= current->pid,
+		.flags	= req_flags(),
+	};
+	unsigned long left = umh_deadline();
+	struct bpfilter_exit *ex;
+	struct mbox_reply reply;
+	LIST_HEAD(exits);
+	size_t n = 0;
+	u64 *cookies;
+	int err;
+
+	lockdep_assert_held(&bpfilter_ops.lock);
+	bpfilter_exits_take(&exits);
+	if (list_empty(&exits))
+		return 0;
+	list_for_each_entry(ex, &exits, list)
+		n++;
+	cookies = kvmalloc_array(n, sizeof(*cookies), GFP_KERNEL);
+	if (!cookies) {
+		bpfilter_exits_return(&exits);
+		return 0;	/* next time */
+	}
+	n = 0;
+	list_for_each_entry(ex, &exits, list)
+		cookies[n++] = ex->cookie;
+	req.len = n * sizeof(*cookies);
+
+	err = umh_request(&req, cookies, &reply, &left);
+	if (!err && reply.len)
+		err = umh_fail(-EPROTO);
+	kvfree(cookies);
+	if (err) {
+		bpfilter_exits_return(&exits);
+		return err;
+	}
+	if (reply.status)
+		pr_warn("bpfilter_umh refused %zu namespace exits: %d\n", n,
+			reply.status);
+	bpfilter_exits_free(&exits);
+	return 0;
+}
+
+/*
+ * IPT_SO_SET_REPLACE's old counters go where the caller's ipt_replace
+ * says, in pieces of the request's buffer. As ip_tables: the table is
+ * replaced already, so a failed copy is only a warning.
+ */
+static int copy_counters(const struct ipt_replace *repl, u32 len, void *buf,
+			 size_t size, unsigned long *left)
+{
+	void __user *to = repl->counters;
+	bool copied = true;
+	size_t n;
+	int err;
+
+	if (len > (u64)repl->num_counters * sizeof(struct xt_counters))
+		return umh_fail(-EPROTO);
+	while (len) {
+		n = min_t(size_t, len, size);
+		err = umh_read(buf, n, left);
+		if (err)
+			return umh_fail(err);
+		if (copied && copy_to_user(to, buf, n))
+			copied = false;
+		to += n;
+		len -= n;
+	}
+	if (!copied)
+		pr_warn("counters copy to user failed while replacing table\n");
+	return 0;
+}
+
 static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 			   unsigned int optlen, bool is_set)
 {
 	struct net *net = sock_net(sk);
 	struct mbox_request req = {
-		.addr	= (uintptr_t)optval.user,
 		.len	= optlen,
 		.is_set	= is_set,
 		.cmd	= optname,
 		.pid	= current->pid,
-		.netns	= net->ns.inum,
 		.flags	= req_flags(),
 	};
+	unsigned long left;
+	struct ipt_replace repl;
+	struct mbox_reply reply;
+	void *buf = NULL;
+	int err;
 
+	lockdep_assert_held(&bpfilter_ops.lock);
 	/* As ip_tables: the socket's namespace decides who may ask. */
 	if (!ns_capable(net->user_ns, CAP_NET_ADMIN))
 		return -EPERM;
@@ -175,130 +339,51 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 		pr_err("sockopt from kernel memory is not supported\n");
 		return -EFAULT;
 	}
-	return send_req(&req);
-}
-
-/*
- * Like ip_tables, the umh keeps tables per network namespace: tell it when
- * one is gone, so that its state does not pile up. A dead umh is started
- * again for that (unless the module is not, or no longer, serving calls):
- * the namespace's inode number, by which the umh knows it, is freed after
- * this, and a new namespace may get it before anything else starts a umh,
- * which would then take the dead namespace's table for the new one's.
- */
-static void __net_exit bpfilter_net_exit(struct net *net)
-{
-	struct mbox_request req = {
-		.is_set	= 1,
-		.cmd	= BPFILTER_CMD_NETNS_EXIT,
-		.netns	= net->ns.inum,
-		.flags	= req_flags(),
-	};
-
-	mutex_lock(&bpfilter_ops.lock);
-	if (bpfilter_ops.start && umh_alive())
-		send_req(&req);
-	mutex_unlock(&bpfilter_ops.lock);
-}
-
-static struct pernet_operations bpfilter_net_ops = {
-	.exit = bpfilter_net_exit,
-};
-
-/*
- * New interfaces need the umh's filters too, and it follows renames and
- * removals. The notifier runs under RTNL, which the umh needs to attach:
- * it only queues the namespace, and a work item tells the umh, starting it
- * again if it died.
- */
-struct netdev_event {
-	struct list_head list;
-	u32 netns;
-};
-
-static LIST_HEAD(netdev_events);
-static DEFINE_SPINLOCK(netdev_events_lock);
-
-static void netdev_work_fn(struct work_struct *work)
-{
-	struct mbox_request req = {
-		.is_set	= 1,
-		.cmd	= BPFILTER_CMD_NETDEV,
-		.flags	= req_flags(),
-	};
-	struct netdev_event *ev;
-
-	for (;;) {
-		spin_lock(&netdev_events_lock);
-		ev = list_first_entry_or_null(&netdev_events,
-					      struct netdev_event, list);
-		if (ev)
-			list_del(&ev->list);
-		spin_unlock(&netdev_events_lock);
-		if (!ev)
-			return;
-
-		req.netns = ev->netns;
-		kfree(ev);
-		mutex_lock(&bpfilter_ops.lock);
-		if (bpfilter_ops.start && umh_alive())
-			send_req(&req);
-		mutex_unlock(&bpfilter_ops.lock);
-	}
-}
-
-static DECLARE_WORK(netdev_work, netdev_work_fn);
-
-static int bpfilter_netdev_event(struct notifier_block *nb,
-				 unsigned long event, void *ptr)
-{
-	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
-	u32 netns = dev_net(dev)->ns.inum;
-	struct netdev_event *ev;
-
 	/*
-	 * An unregister is reported too, so that the umh forgets the device
-	 * before another one can come with its ifindex (a device moved in
-	 * from another namespace keeps its ifindex).
+	 * No table is that large: ip_tables cannot allocate it for a set,
+	 * and its length checks refuse such a get.
 	 */
-	if (event != NETDEV_REGISTER && event != NETDEV_CHANGENAME &&
-	    event != NETDEV_UNREGISTER)
-		return NOTIFY_DONE;
-
-	spin_lock(&netdev_events_lock);
-	list_for_each_entry(ev, &netdev_events, list) {
-		if (ev->netns == netns)
-			goto queued;
+	if (optlen > BPFILTER_MAX_LEN)
+		return is_set ? -ENOMEM : -EINVAL;
+	if (optlen) {
+		buf = kvmalloc(optlen, GFP_KERNEL_ACCOUNT);
+		if (!buf)
+			return -ENOMEM;
+		if (copy_from_sockptr(buf, optval, optlen)) {
+			err = -EFAULT;
+			goto out;
+		}
 	}
-	ev = kmalloc(sizeof(*ev), GFP_ATOMIC);
-	if (!ev) {
-		spin_unlock(&netdev_events_lock);
-		pr_warn("no memory to report a change of %s to the umh\n",
-			dev->name);
-		return NOTIFY_DONE;
+
+	err = send_exits();
+	if (err)
+		goto out;
+
+	req.netns = bpfilter_net_known(net);
+	left = umh_deadline();
+	err = umh_request(&req, buf, &reply, &left);
+	if (err)
+		goto out;
+	err = reply.status;
+	if (!reply.len)
+		goto out;
+
+	if (!err && !is_set && reply.len <= optlen) {
+		err = umh_read(buf, reply.len, &left);
+		if (err)
+			err = umh_fail(err);
+		else if (copy_to_user(optval.user, buf, reply.len))
+			err = -EFAULT;
+	} else if (!err && optname == IPT_SO_SET_REPLACE &&
+		   optlen >= sizeof(repl)) {
+		memcpy(&repl, buf, sizeof(repl));
+		err = copy_counters(&repl, reply.len, buf, optlen, &left);
+	} else {
+		err = umh_fail(-EPROTO);
 	}
-	ev->netns = netns;
-	list_add_tail(&ev->list, &netdev_events);
-queued:
-	spin_unlock(&netdev_events_lock);
-	schedule_work(&netdev_work);
-	return NOTIFY_DONE;
-}
-
-static struct notifier_block bpfilter_netdev_nb = {
-	.notifier_call = bpfilter_netdev_event,
-};
-
-/* After unregistering the notifier: nothing queues any more. */
-static void drop_netdev_events(void)
-{
-	struct netdev_event *ev, *tmp;
-
-	flush_work(&netdev_work);
-	list_for_each_entry_safe(ev, tmp, &netdev_events, list) {
-		list_del(&ev->list);
-		kfree(ev);
-	}
+out:
+	kvfree(buf);
+	return err;
 }
 
 /* At init, and when the umh died (the kernel calls it then, as ->start). */
@@ -309,10 +394,11 @@ static int start_umh(void)
 		.pid	= current->pid,
 		.flags	= req_flags(),
 	};
+	unsigned long left = umh_deadline();
+	struct mbox_reply reply;
 	int err;
 
 	lockdep_assert_held(&bpfilter_ops.lock);
-	reply_owed = false;	/* a new umh owes nothing */
 	err = fork_usermode_driver(&bpfilter_ops.info);
 	if (err) {
 		pr_err("cannot start bpfilter_umh: %d\n", err);
@@ -321,14 +407,22 @@ static int start_umh(void)
 	pr_info("Loaded bpfilter_umh pid %d\n",
 		pid_nr(bpfilter_ops.info.tgid));
 
-	err = send_req(&req);
+	/* Only the module's ends: the umh's stay blocking. */
+	set_nonblock(bpfilter_ops.info.pipe_to_umh);
+	set_nonblock(bpfilter_ops.info.pipe_from_umh);
+
+	err = umh_request(&req, NULL, &reply, &left);
+	if (!err && reply.len)
+		err = umh_fail(-EPROTO);
+	if (!err)
+		err = reply.status;
 	if (err) {
 		pr_err("bpfilter_umh failed its health check (%d), stopped it\n",
 		       err);
 		shutdown_umh();
-		return err < 0 ? err : -EPROTO;
+		return err;
 	}
-	return 0;
+	return send_exits();
 }
 
 static int __init bpfilter_init(void)
@@ -342,12 +436,10 @@ static int __init bpfilter_init(void)
 		return err;
 	}
 
-	/* Before the umh: a namespace exit meets no umh yet and says nothing. */
-	err = register_pernet_subsys(&bpfilter_net_ops);
-	if (err) {
-		pr_err("cannot register for namespace exits: %d\n", err);
+	/* Namespaces and the umh's sockopts first: the umh may use them. */
+	err = bpfilter_net_init();
+	if (err)
 		goto unload;
-	}
 
 	mutex_lock(&bpfilter_ops.lock);
 	err = start_umh();
@@ -357,7 +449,7 @@ static int __init bpfilter_init(void)
 	}
 	mutex_unlock(&bpfilter_ops.lock);
 	if (err)
-		goto unregister;
+		goto release;
 
 #ifdef BPFILTER_TEST_INITFAIL
 	/* Test build (BPFILTER_TEST=initfail): fail with the hook published. */
@@ -366,25 +458,20 @@ static int __init bpfilter_init(void)
 	goto stop;
 #endif
 
-	/* Replays NETDEV_REGISTER for every existing interface. */
-	err = register_netdevice_notifier(&bpfilter_netdev_nb);
-	if (err) {
-		pr_err("cannot register for interface events: %d\n", err);
-		goto stop;
-	}
-
 	pr_info("started\n");
 	return 0;
 
+#ifdef BPFILTER_TEST_INITFAIL
 stop:
-	drop_netdev_events();
+#endif
 	mutex_lock(&bpfilter_ops.lock);
-	shutdown_umh();
 	bpfilter_ops.start = NULL;
 	bpfilter_ops.sockopt = NULL;
+	shutdown_umh();
 	mutex_unlock(&bpfilter_ops.lock);
-unregister:
-	unregister_pernet_subsys(&bpfilter_net_ops);
+release:
+	bpfilter_net_release();
+	bpfilter_net_fini();
 unload:
 	umd_unload_blob(&bpfilter_ops.info);
 	return err;
@@ -392,34 +479,17 @@ unload:
 
 static void __exit bpfilter_exit(void)
 {
-	struct mbox_request req = {
-		.is_set	= 1,
-		.cmd	= BPFILTER_CMD_SHUTDOWN,
-		.flags	= req_flags(),
-	};
-	int err = -ESRCH;
+	/* The hooks and programs go first, whatever the umh does. */
+	bpfilter_net_release();
 
-	unregister_netdevice_notifier(&bpfilter_netdev_nb);
-	drop_netdev_events();
-
-	/*
-	 * The umh removes every program and map it made (a dead one is
-	 * started again for that: it finds its predecessor's), then goes,
-	 * with all its state: the namespace exits that unregistering
-	 * reports then meet no umh to tell.
-	 */
+	/* The umh holds nothing in the kernel: SIGKILL is a clean stop. */
 	mutex_lock(&bpfilter_ops.lock);
-	if (umh_alive())
-		err = send_req(&req);
-	if (err)
-		pr_err("bpfilter_umh failed to remove its programs (%d): some may remain\n",
-		       err);
-	shutdown_umh();
 	bpfilter_ops.start = NULL;
 	bpfilter_ops.sockopt = NULL;
+	shutdown_umh();
 	mutex_unlock(&bpfilter_ops.lock);
 
-	unregister_pernet_subsys(&bpfilter_net_ops);
+	bpfilter_net_fini();
 	umd_unload_blob(&bpfilter_ops.info);
 	pr_info("stopped\n");
 }

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What main.c (the umh and the forwarded calls) and hooks.c (namespaces,
+ * hooks, the umh's private sockopts) share.
+ */
+#ifndef _BPFILTER_H
+#define _BPFILTER_H
+
+#include <linux/list.h>
+#include <linux/types.h>
+#include <net/net_namespace.h>
+
+/* A namespace gone, which the umh knew: BPFILTER_CMD_NETNS_EXIT tells it. */
+struct bpfilter_exit {
+	struct list_head list;
+	u64 cookie;
+};
+
+int bpfilter_net_init(void);
+void bpfilter_net_release(void);
+void bpfilter_net_fini(void);
+
+u64 bpfilter_net_known(struct net *net);
+void bpfilter_exits_take(struct list_head *to);
+void bpfilter_exits_return(struct list_head *from);
+void bpfilter_exits_free(struct list_head *exits);
+
+#endif /* _BPFILTER_H */
