@@ -1,79 +1,143 @@
 // Package enforce makes the filter table of each network namespace decide
 // the fate of packets: it compiles every table that package table accepts
-// (package codegen), attaches it to the namespace's interfaces (package
-// attach), reads back what it counted, and keeps what a restarted umh
-// needs to take over (package enforce's store).
+// (package codegen), hands the programs to the module, which runs them at
+// netfilter's hooks of the namespace (package kmodctl), reads back what
+// they counted, and keeps what a restarted umh needs to take over (the
+// store).
 //
-// Nothing here holds a network namespace between calls: a namespace is
-// found again by its inode (package netnsfind) each time it is needed, so
-// that it goes away when its last user leaves, as with ip_tables.
+// A namespace is named by its net_cookie, which the kernel never reuses.
+// Nothing here opens a namespace or attaches anything: the module holds
+// the programs, and drops a namespace's programs by itself when the
+// namespace goes (NetnsExit only tells the umh) and everything at rmmod.
+//
+// # Restart
+//
+// What the module holds (kmodctl.Held: namespace, gen, program ids) is the
+// truth about what is enforced. Every set of programs handed over has a
+// gen, never reused, and before the module gets them the store has the
+// table under that gen; once the module has them, the records of other
+// gens of the namespace go. So whenever the umh dies, even between the
+// two, the store has a record of the gen that the module holds, and
+// Resume restores that table (see resume.go).
 package enforce
 
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 
-	"github.com/bpfilter/bpfilter/umh/internal/attach"
+	"github.com/cilium/ebpf"
+
 	"github.com/bpfilter/bpfilter/umh/internal/codegen"
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
-	"github.com/bpfilter/bpfilter/umh/internal/netnsfind"
+	"github.com/bpfilter/bpfilter/umh/internal/kmodctl"
 )
+
+// Kmod is what the Enforcer needs of the module: *kmodctl.Conn.
+type Kmod interface {
+	// SetProgs makes progs (by kmodctl.Hook*; nil: none) and ctx the
+	// programs of namespace netns, tagged gen; all nil drops them.
+	SetProgs(netns, gen uint64, progs [kmodctl.NumHooks]*ebpf.Program, ctx *ebpf.Map) error
+	// Held lists what the module holds.
+	Held() ([]kmodctl.Held, error)
+}
+
+var _ Kmod = (*kmodctl.Conn)(nil)
 
 // Enforcer enforces the tables of every namespace. Its methods may be
 // called from any goroutine.
 type Enforcer struct {
 	log   *klog.Logger
+	ctl   Kmod
 	store *store // nil: nothing is kept for a restart
-	pins  *pins  // nil: nothing is pinned
 
-	mu sync.Mutex
-	ns map[uint32]*nsState
+	mu  sync.Mutex
+	gen uint64 // the last gen handed out
+	ns  map[uint64]*nsState
+
+	// crash, if set (tests), is called at the points of Install where a
+	// dying umh leaves the most to sort out; it panics to stop there.
+	crash func(point string)
 }
 
 // nsState is what is enforced in one namespace.
 type nsState struct {
-	att  *attach.Attacher
-	objs *codegen.Objects // installed
+	objs *codegen.Objects // installed: the programs the module holds
+	gen  uint64
 	// table and kept counters, as package table last reported them.
 	table *ipt.Table
 	kept  []ipt.Counters
 }
 
-// New returns an Enforcer that keeps its state for a restart in dir (under
-// the umh's working directory, the private tmpfs of the usermode driver:
-// it outlives a umh and goes with the module) and pins in a bpffs at
-// bpffs (BPFFS; mounted if need be). With dir empty it keeps nothing and
-// pins nothing: what it enforces stops when the process goes.
-func New(log *klog.Logger, dir, bpffs string) (*Enforcer, error) {
-	e := &Enforcer{log: log, ns: map[uint32]*nsState{}}
-	if dir == "" {
-		return e, nil
+// New returns an Enforcer that hands programs to the module through ctl
+// and keeps its state for a restart in dir (under the umh's working
+// directory, the private tmpfs of the usermode driver: it outlives a umh
+// and goes with the module). With dir empty it keeps nothing: a restarted
+// umh then finds tables nobody can list, and drops them (Resume).
+func New(log *klog.Logger, dir string, ctl Kmod) (*Enforcer, error) {
+	if ctl == nil {
+		return nil, errors.New("enforce: no module connection")
 	}
-	st, err := openStore(dir)
-	if err != nil {
-		return nil, err
+	e := &Enforcer{log: log, ctl: ctl, ns: map[uint64]*nsState{}}
+	if dir != "" {
+		st, err := openStore(dir)
+		if err != nil {
+			return nil, err
+		}
+		e.store = st
+		e.gen = max(e.gen, st.maxGen())
 	}
-	p, err := preparePins(bpffs, dir)
-	if err != nil {
-		return nil, err
+	// Gens must not repeat across restarts: start above what the module
+	// holds (Resume looks again).
+	if held, err := ctl.Held(); err != nil {
+		e.log.Warnf("enforce: %v", err)
+	} else {
+		e.bumpGen(held)
 	}
-	e.store, e.pins = st, p
 	return e, nil
 }
 
-// opener finds namespace netns each time it is needed.
-func opener(netns uint32) attach.Opener {
-	return func() (*os.File, error) { return netnsfind.Open(uint64(netns)) }
+func (e *Enforcer) bumpGen(held []kmodctl.Held) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, h := range held {
+		e.gen = max(e.gen, h.Gen)
+	}
 }
 
-// Install compiles t, loads it and makes it the enforced table of netns
-// (attaching to the namespace's interfaces the first time). It returns
-// what the table it replaced counted. On error nothing changed.
-func (e *Enforcer) Install(netns uint32, t *ipt.Table) ([]ipt.Counters, error) {
+func (e *Enforcer) nextGenLocked() uint64 {
+	e.gen++
+	return e.gen
+}
+
+// kmodHooks maps the module's hook order (BPFILTER_HOOK_*) to ipt's.
+var kmodHooks = [kmodctl.NumHooks]int{
+	kmodctl.HookInput:   ipt.HookLocalIn,
+	kmodctl.HookForward: ipt.HookForward,
+	kmodctl.HookOutput:  ipt.HookLocalOut,
+}
+
+// progsOf are the programs of objs in the module's hook order.
+func progsOf(objs *codegen.Objects) (p [kmodctl.NumHooks]*ebpf.Program) {
+	for i, h := range kmodHooks {
+		p[i] = objs.Program(h)
+	}
+	return p
+}
+
+func (e *Enforcer) crashPoint(point string) {
+	if e.crash != nil {
+		e.crash(point)
+	}
+}
+
+// Install compiles t, loads it and makes it the enforced table of netns.
+// It returns what the table it replaced counted, final (the module no
+// longer runs its programs). On error nothing changed; the error keeps the
+// module's errno (ESRCH: the namespace is gone).
+func (e *Enforcer) Install(netns uint64, t *ipt.Table) ([]ipt.Counters, error) {
 	spec, err := codegen.Compile(t, codegen.Options{})
 	if err != nil {
 		return nil, err
@@ -84,47 +148,43 @@ func (e *Enforcer) Install(netns uint32, t *ipt.Table) ([]ipt.Counters, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := e.ns[netns]
-	fresh := st == nil
-	if fresh {
-		pin := ""
-		if e.pins != nil {
-			pin = e.pins.path(netns)
-		}
-		att, err := attach.New(opener(netns), pin)
-		if err != nil {
+	gen := e.nextGenLocked()
+	kept := make([]ipt.Counters, t.NumEntries()) // ip_tables zeroes a new table's counters
+	if e.store != nil {
+		if err := e.store.save(netns, gen, t, kept); err != nil {
 			objs.Close()
-			return nil, err
+			return nil, fmt.Errorf("enforce: netns %d: cannot keep the table for a restart: %w", netns, err)
 		}
-		st = &nsState{att: att}
 	}
-	if err := st.att.Install(objs); err != nil {
-		objs.Close()
-		if fresh {
-			st.att.Close()
+	e.crashPoint("before SetProgs")
+	if err := e.ctl.SetProgs(netns, gen, progsOf(objs), objs.Ctx); err != nil {
+		if e.store != nil {
+			e.store.remove(netns, gen)
 		}
+		objs.Close()
 		return nil, err
 	}
+	e.crashPoint("after SetProgs")
 	var replaced []ipt.Counters
-	if st.objs != nil {
-		// After the switch: the old programs no longer run (but for
-		// packets already in them), so their counts are final.
+	if st := e.ns[netns]; st != nil {
 		if replaced, err = st.objs.ReadCounters(); err != nil {
 			e.log.Warnf("netns %d: counters of the replaced table are lost: %v", netns, err)
 		}
 		st.objs.Close()
 	}
-	st.objs = objs
-	e.ns[netns] = st
+	if e.store != nil {
+		e.store.removeOthers(netns, gen)
+	}
+	e.ns[netns] = &nsState{objs: objs, gen: gen, table: t, kept: kept}
 	return replaced, nil
 }
 
 // Counted is what the installed table of netns has counted, per entry.
-func (e *Enforcer) Counted(netns uint32) []ipt.Counters {
+func (e *Enforcer) Counted(netns uint64) []ipt.Counters {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.ns[netns]
-	if st == nil || st.objs == nil {
+	if st == nil {
 		return nil
 	}
 	c, err := st.objs.ReadCounters()
@@ -137,7 +197,7 @@ func (e *Enforcer) Counted(netns uint32) []ipt.Counters {
 
 // Changed records the table and kept counters of netns (package table's
 // OnChange) for a restarted umh.
-func (e *Enforcer) Changed(netns uint32, t *ipt.Table, kept []ipt.Counters) {
+func (e *Enforcer) Changed(netns uint64, t *ipt.Table, kept []ipt.Counters) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.ns[netns]
@@ -146,80 +206,26 @@ func (e *Enforcer) Changed(netns uint32, t *ipt.Table, kept []ipt.Counters) {
 		return
 	}
 	st.table, st.kept = t, append([]ipt.Counters(nil), kept...)
-	e.saveLocked(netns, st)
-}
-
-func (e *Enforcer) saveLocked(netns uint32, st *nsState) {
-	if e.store == nil || st.table == nil {
+	if e.store == nil {
 		return
 	}
-	as, err := st.att.State()
-	if err == nil {
-		err = e.store.save(netns, st.table, st.kept, as)
-	}
-	if err != nil {
+	if err := e.store.save(netns, st.gen, st.table, st.kept); err != nil {
 		e.log.Errorf("netns %d: cannot keep state for a restart: %v", netns, err)
 	}
 }
 
-// Netdev follows the interfaces of netns: it attaches to new ones,
-// renames, and forgets those that are gone.
-func (e *Enforcer) Netdev(netns uint32) {
+// NetnsExit forgets a namespace that is gone. The module has already
+// dropped its programs; the Enforcer closes its own references.
+func (e *Enforcer) NetnsExit(netns uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := e.ns[netns]
-	if st == nil {
-		return
-	}
-	if err := st.att.Sync(); err != nil {
-		if errors.Is(err, netnsfind.ErrNotFound) {
-			// Its last user left: its exit is on the way.
-			e.log.Debugf("netns %d: interfaces changed while it goes: %v", netns, err)
-		} else {
-			e.log.Errorf("netns %d: interfaces: %v", netns, err)
-		}
-	}
-	e.saveLocked(netns, st)
-}
-
-// NetnsExit lets go of everything of a namespace that is gone.
-func (e *Enforcer) NetnsExit(netns uint32) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	st := e.ns[netns]
-	if st == nil {
-		return
-	}
-	if err := st.att.Release(); err != nil {
-		e.log.Warnf("netns %d: %v", netns, err)
-	}
-	st.objs.Close()
-	delete(e.ns, netns)
-	if e.store != nil {
-		e.store.remove(netns)
-	}
-}
-
-// Shutdown detaches from every namespace and closes everything: the module
-// is going, and nothing of bpfilter may stay in the kernel.
-func (e *Enforcer) Shutdown() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var errs []error
-	for netns, st := range e.ns {
-		if err := st.att.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("netns %d: %w", netns, err))
-		}
+	if st := e.ns[netns]; st != nil {
 		st.objs.Close()
 		delete(e.ns, netns)
-		if e.store != nil {
-			e.store.remove(netns)
-		}
 	}
-	if e.pins != nil {
-		errs = append(errs, e.pins.remove())
+	if e.store != nil {
+		e.store.removeOthers(netns, 0)
 	}
-	return errors.Join(errs...)
 }
 
 // Abandon drops the Enforcer's file descriptors and nothing else, as a
@@ -228,7 +234,6 @@ func (e *Enforcer) Abandon() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for netns, st := range e.ns {
-		st.att.Abandon()
 		st.objs.Close()
 		delete(e.ns, netns)
 	}

@@ -2,77 +2,23 @@ package enforce
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
+	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfilter/bpfilter/umh/internal/attach"
+	"github.com/bpfilter/bpfilter/umh/internal/codegen"
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
+	"github.com/bpfilter/bpfilter/umh/internal/kmodctl"
+	"github.com/cilium/ebpf"
 )
 
-// privateNetns is a new network namespace with a veth pair in it, held
-// open by the test (as a process would hold it); its inode and a netlink
-// handle in it.
-func privateNetns(t *testing.T) (uint32, *netlink.Handle) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatalf("new netns (needs root): %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(); ns.Close() })
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "va"}, PeerName: "vb"}); err != nil {
-		t.Fatalf("veth: %v", err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(ns), &st); err != nil {
-		t.Fatal(err)
-	}
-	return uint32(st.Ino), h
-}
-
-// filtered lists the interfaces of h's namespace that have bpfilter's
-// ingress filter.
-func filtered(t *testing.T, h *netlink.Handle) []string {
-	t.Helper()
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range links {
-		fs, err := h.FilterList(l, netlink.HANDLE_MIN_INGRESS)
-		if err != nil {
-			continue // no clsact qdisc
-		}
-		for _, f := range fs {
-			if bf, ok := f.(*netlink.BpfFilter); ok && bf.Name == attach.FilterIngress {
-				out = append(out, l.Attrs().Name)
-			}
-		}
-	}
-	return out
-}
-
+// dropUDP: INPUT drops udp, and jumps to "web", which accepts tcp.
 func dropUDP(t *testing.T) *ipt.Table {
 	t.Helper()
 	b := ipt.NewFilterBuilder()
@@ -90,6 +36,17 @@ func dropUDP(t *testing.T) *ipt.Table {
 		if err := b.Append(r.chain, r.spec); err != nil {
 			t.Fatal(err)
 		}
+	}
+	return translate(t, b)
+}
+
+// queueUDP: INPUT sends udp to NFQUEUE 5 with --queue-bypass.
+func queueUDP(t *testing.T) *ipt.Table {
+	t.Helper()
+	b := ipt.NewFilterBuilder()
+	q := (&ipt.NFQ{Revision: 3, QueueNum: 5, QueuesTotal: 1, Flags: ipt.NFQFlagBypass}).Target()
+	if err := b.Append("INPUT", ipt.RuleSpec{IP: ipt.IP{Proto: ipt.ProtoUDP}, Target: &q}); err != nil {
+		t.Fatal(err)
 	}
 	return translate(t, b)
 }
@@ -121,141 +78,266 @@ func entries(t *testing.T, tb *ipt.Table) []byte {
 	return b
 }
 
-// isBPFFS tells whether a bpffs is mounted at dir.
-func isBPFFS(t *testing.T, dir string) bool {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Type == unix.BPF_FS_MAGIC
+// udpFrame is an Ethernet frame holding an IPv4 udp datagram.
+func udpFrame() []byte {
+	b := make([]byte, 14+20+8)
+	binary.BigEndian.PutUint16(b[12:], 0x0800)
+	ip := b[14:]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], 28)
+	ip[8], ip[9] = 64, ipt.ProtoUDP
+	copy(ip[12:], []byte{10, 0, 0, 1, 10, 0, 0, 2})
+	binary.BigEndian.PutUint16(ip[20:], 1000)
+	binary.BigEndian.PutUint16(ip[22:], 53)
+	binary.BigEndian.PutUint16(ip[24:], 8)
+	return b
 }
 
-// TestLifeCycle installs a table in a private namespace, takes it over in
-// a second Enforcer after the first one died, and shuts down. The bpffs
-// for the pins is a directory of the test, which the Enforcer mounts and
-// unmounts itself.
-func TestLifeCycle(t *testing.T) {
-	ino, h := privateNetns(t)
-	dir, bpffs := t.TempDir(), t.TempDir()
-	t.Cleanup(func() { unix.Unmount(bpffs, unix.MNT_DETACH) })
+func newEnforcer(t *testing.T, dir string, k Kmod) (*Enforcer, *bytes.Buffer) {
+	t.Helper()
 	var log bytes.Buffer
-	e, err := New(klog.New(&log), dir, bpffs)
+	e, err := New(klog.New(&log), dir, k)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, &log
+}
+
+func storeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, de := range des {
+		out = append(out, de.Name())
+	}
+	return out
+}
+
+// TestInstall: a table is handed to the module, enforced, counted, and a
+// replace returns the final counts of the old one.
+func TestInstall(t *testing.T) {
+	needBPF(t)
+	k := newFake(t)
+	dir := t.TempDir()
+	e, _ := newEnforcer(t, dir, k)
+	const ns = 1 << 40 // net_cookies are u64
 	tb := dropUDP(t)
-	if old, err := e.Install(ino, tb); err != nil || old != nil {
+	if old, err := e.Install(ns, tb); err != nil || old != nil {
 		t.Fatalf("install: %v, replaced %v", err, old)
 	}
-	if got := filtered(t, h); len(got) != 3 {
-		t.Fatalf("filters on %v, want lo, va and vb", got)
+	g1 := k.gen(ns)
+	if g1 == 0 {
+		t.Fatal("nothing held")
 	}
-	if c := e.Counted(ino); len(c) != tb.NumEntries() {
-		t.Fatalf("counted %d entries of %d", len(c), tb.NumEntries())
+	if v := k.run(t, ns, udpFrame()); v != codegen.NFDrop {
+		t.Fatalf("udp: verdict %d, want NF_DROP", v)
 	}
-	kept := make([]ipt.Counters, tb.NumEntries())
-	kept[0] = ipt.Counters{Pcnt: 7, Bcnt: 700}
-	e.Changed(ino, tb, kept)
-	if _, err := os.Stat(filepath.Join(dir, "1"+storeSuffix)); err == nil {
-		t.Fatalf("state kept under the wrong name")
+	c := e.Counted(ns)
+	if len(c) != tb.NumEntries() || c[tb.EntryAt(tb.HookEntry[ipt.HookLocalIn]).Index].Pcnt != 1 {
+		t.Fatalf("counted %+v", c)
 	}
-
-	// A new interface after the table: Netdev attaches to it.
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vc"}, PeerName: "vd"}); err != nil {
-		t.Fatal(err)
+	if got := storeFiles(t, dir); len(got) != 1 || got[0] != (&store{}).name(ns, g1) {
+		t.Fatalf("store %v", got)
 	}
-	e.Netdev(ino)
-	if got := filtered(t, h); len(got) != 5 {
-		t.Fatalf("after Netdev, filters on %v", got)
-	}
-	// A deleted interface is forgotten on the next Netdev.
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ve"}, PeerName: "vf"}); err != nil {
-		t.Fatal(err)
-	}
-	e.Netdev(ino)
-	ve, err := h.LinkByName("ve")
+	q := queueUDP(t)
+	old, err := e.Install(ns, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.LinkDel(ve); err != nil {
-		t.Fatal(err)
+	if len(old) != tb.NumEntries() || old[tb.EntryAt(tb.HookEntry[ipt.HookLocalIn]).Index].Pcnt != 1 {
+		t.Fatalf("replaced counters %+v", old)
 	}
-	e.Netdev(ino)
-	if as, err := e.ns[ino].att.State(); err != nil || len(as.Links) != 5 {
-		t.Fatalf("links after a deletion: %+v, %v", as.Links, err)
+	if g2 := k.gen(ns); g2 <= g1 {
+		t.Fatalf("gen %d after %d", g2, g1)
 	}
-
-	if !isBPFFS(t, bpffs) {
-		t.Fatalf("no bpffs mounted at %s", bpffs)
+	if v := k.run(t, ns, udpFrame()); v != codegen.QueueVerdict(5, true) {
+		t.Fatalf("udp: verdict %#x, want NF_QUEUE 5 with bypass", v)
 	}
-	if _, err := os.Stat(e.pins.path(ino)); err != nil {
-		t.Fatalf("prog array not pinned: %v", err)
+	if got := storeFiles(t, dir); len(got) != 1 || got[0] != (&store{}).name(ns, k.gen(ns)) {
+		t.Fatalf("store after replace %v", got)
 	}
-
-	// The umh dies: its fds go, the kernel keeps what filters and pins
-	// hold, and a new one takes over.
-	e.Abandon()
-	e2, err := New(klog.New(&log), dir, bpffs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var restored *ipt.Table
-	var restoredKept []ipt.Counters
-	e2.Resume(func(netns uint32, t2 *ipt.Table, k []ipt.Counters) error {
-		if netns != ino {
-			t.Errorf("restored netns %d, want %d", netns, ino)
-		}
-		restored, restoredKept = t2, k
-		return nil
-	})
-	if restored == nil {
-		t.Fatalf("nothing resumed; log:\n%s", log.String())
-	}
-	if !bytes.Equal(entries(t, restored), entries(t, tb)) || restoredKept[0] != kept[0] {
-		t.Fatalf("resumed table or counters differ: %+v", restoredKept)
-	}
-	if st := e2.ns[ino]; st == nil || st.objs == nil || bytes.Contains(log.Bytes(), []byte("cannot take over")) {
-		t.Fatalf("programs not taken over; log:\n%s", log.String())
-	}
-	if c := e2.Counted(ino); len(c) != tb.NumEntries() {
-		t.Fatalf("counted %d entries after resume", len(c))
-	}
-	// The new umh replaces the table through the adopted dispatchers.
-	if _, err := e2.Install(ino, tb); err != nil {
-		t.Fatalf("install after resume: %v", err)
-	}
-
-	if err := e2.Shutdown(); err != nil {
-		t.Fatalf("shutdown: %v", err)
-	}
-	if got := filtered(t, h); len(got) != 0 {
-		t.Fatalf("filters left on %v", got)
-	}
-	for _, name := range []string{"lo", "va", "vc"} {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		qs, err := h.QdiscList(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, q := range qs {
-			if q.Type() == "clsact" {
-				t.Errorf("%s: clsact qdisc left", name)
-			}
-		}
-	}
-	if recs, _ := e2.store.load(); len(recs) != 0 {
-		t.Fatalf("%d state files left", len(recs))
-	}
-	if isBPFFS(t, bpffs) {
-		t.Fatalf("the bpffs the Enforcer mounted is still mounted")
+	e.NetnsExit(ns)
+	if e.Counted(ns) != nil || len(storeFiles(t, dir)) != 0 {
+		t.Fatalf("namespace not forgotten: %v", storeFiles(t, dir))
 	}
 }
 
-// TestStoreRoundTrip: what is saved translates back to the same table.
+// TestInstallFails: when the module refuses, nothing changes, and the
+// errno is kept.
+func TestInstallFails(t *testing.T) {
+	needBPF(t)
+	for _, tt := range []struct {
+		name  string
+		setup func(k *fakeKmod)
+		errno unix.Errno
+	}{
+		{"namespace gone", func(k *fakeKmod) { k.gone[7] = true }, unix.ESRCH},
+		{"refused", func(k *fakeKmod) { k.fail = unix.EINVAL }, unix.EINVAL},
+		{"no memory", func(k *fakeKmod) { k.fail = unix.ENOMEM }, unix.ENOMEM},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newFake(t)
+			dir := t.TempDir()
+			e, _ := newEnforcer(t, dir, k)
+			tb := dropUDP(t)
+			if _, err := e.Install(7, tb); err != nil {
+				t.Fatal(err)
+			}
+			gen := k.gen(7)
+			before := storeFiles(t, dir)
+			tt.setup(k)
+			_, err := e.Install(7, queueUDP(t))
+			if !errors.Is(err, tt.errno) {
+				t.Fatalf("got %v, want %v", err, tt.errno)
+			}
+			if k.gen(7) != gen || e.ns[7].gen != gen || e.ns[7].table != tb {
+				t.Fatalf("state changed: held gen %d, ours %d, want %d", k.gen(7), e.ns[7].gen, gen)
+			}
+			if got := storeFiles(t, dir); strings.Join(got, " ") != strings.Join(before, " ") {
+				t.Fatalf("store %v, was %v", got, before)
+			}
+		})
+	}
+}
+
+// TestResume kills the umh at each point of an Install and checks that
+// the restarted one restores the table whose programs the module holds,
+// with its kept counters and live counts.
+func TestResume(t *testing.T) {
+	needBPF(t)
+	for _, point := range []string{"", "before SetProgs", "after SetProgs"} {
+		t.Run(point, func(t *testing.T) {
+			k := newFake(t)
+			dir := t.TempDir()
+			e, _ := newEnforcer(t, dir, k)
+			const ns = 42
+			tb := dropUDP(t)
+			if _, err := e.Install(ns, tb); err != nil {
+				t.Fatal(err)
+			}
+			kept := make([]ipt.Counters, tb.NumEntries())
+			kept[0] = ipt.Counters{Pcnt: 7, Bcnt: 700}
+			e.Changed(ns, tb, kept)
+			k.run(t, ns, udpFrame())
+			want, wantKept := tb, kept
+			if point != "" {
+				next := queueUDP(t)
+				e.crash = func(p string) {
+					if p == point {
+						panic(p)
+					}
+				}
+				func() {
+					defer func() { recover() }()
+					e.Install(ns, next)
+					t.Fatal("no crash")
+				}()
+				if point == "after SetProgs" {
+					want, wantKept = next, make([]ipt.Counters, next.NumEntries())
+				}
+			}
+			heldGen := k.gen(ns)
+			e.Abandon()
+
+			e2, log := newEnforcer(t, dir, k)
+			var got *ipt.Table
+			var gotKept []ipt.Counters
+			e2.Resume(func(netns uint64, t2 *ipt.Table, k []ipt.Counters) error {
+				if netns != ns {
+					t.Errorf("restored netns %d", netns)
+				}
+				got, gotKept = t2, k
+				return nil
+			})
+			if got == nil {
+				t.Fatalf("nothing resumed; log:\n%s", log)
+			}
+			if !bytes.Equal(entries(t, got), entries(t, want)) {
+				t.Fatalf("restored another table")
+			}
+			for i := range wantKept {
+				if gotKept[i] != wantKept[i] {
+					t.Fatalf("kept %+v, want %+v", gotKept, wantKept)
+				}
+			}
+			if k.gen(ns) != heldGen || e2.ns[ns].gen != heldGen {
+				t.Fatalf("programs not taken over (held gen %d, was %d); log:\n%s", k.gen(ns), heldGen, log)
+			}
+			if point != "after SetProgs" {
+				// The live counts of the adopted programs: one udp packet.
+				c := e2.Counted(ns)
+				if c[tb.EntryAt(tb.HookEntry[ipt.HookLocalIn]).Index].Pcnt != 1 {
+					t.Fatalf("live counters lost: %+v", c)
+				}
+			}
+			if files := storeFiles(t, dir); len(files) != 1 || files[0] != (&store{}).name(ns, heldGen) {
+				t.Fatalf("store after resume: %v", files)
+			}
+			// Gens do not repeat: the next install is above all of them.
+			if _, err := e2.Install(ns, tb); err != nil {
+				t.Fatal(err)
+			}
+			if k.gen(ns) <= heldGen+1 && point == "before SetProgs" {
+				t.Fatalf("gen %d reuses the unfinished install's %d", k.gen(ns), heldGen+1)
+			}
+			if k.gen(ns) <= heldGen {
+				t.Fatalf("gen %d not above %d", k.gen(ns), heldGen)
+			}
+		})
+	}
+}
+
+// TestResumeMismatch: what the module holds and what the store has
+// disagree.
+func TestResumeMismatch(t *testing.T) {
+	needBPF(t)
+	k := newFake(t)
+	dir := t.TempDir()
+	e, _ := newEnforcer(t, dir, k)
+	tb := dropUDP(t)
+	for _, ns := range []uint64{1, 2, 3} {
+		if _, err := e.Install(ns, tb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Abandon()
+	// 1: held, record lost. 2: record, programs gone with the namespace.
+	// 3: both, but restore refuses.
+	os.Remove(filepath.Join(dir, (&store{}).name(1, k.gen(1))))
+	k.SetProgs(2, 0, [kmodctl.NumHooks]*ebpf.Program{}, nil)
+	if err := os.WriteFile(filepath.Join(dir, "9-1.netns.new"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e2, log := newEnforcer(t, dir, k)
+	var restored []uint64
+	e2.Resume(func(netns uint64, _ *ipt.Table, _ []ipt.Counters) error {
+		if netns == 3 {
+			return errors.New("refused")
+		}
+		restored = append(restored, netns)
+		return nil
+	})
+	if len(restored) != 0 {
+		t.Fatalf("restored %v", restored)
+	}
+	if k.gen(1) != 0 || k.gen(3) != 0 {
+		t.Fatalf("programs nobody can list still held: %v", k.held)
+	}
+	if files := storeFiles(t, dir); len(files) != 0 {
+		t.Fatalf("store left: %v", files)
+	}
+	for _, s := range []string{"netns 1", "no record", "netns 2 went away", "netns 3", "refused"} {
+		if !strings.Contains(log.String(), s) {
+			t.Errorf("log lacks %q:\n%s", s, log)
+		}
+	}
+}
+
+// TestStoreRoundTrip: what is saved translates back to the same table; a
+// damaged file is dropped, not fatal.
 func TestStoreRoundTrip(t *testing.T) {
 	s, err := openStore(t.TempDir())
 	if err != nil {
@@ -264,9 +346,12 @@ func TestStoreRoundTrip(t *testing.T) {
 	tb := dropUDP(t)
 	kept := make([]ipt.Counters, tb.NumEntries())
 	kept[2] = ipt.Counters{Pcnt: 1, Bcnt: 2}
-	as := attach.State{Progs: 5, Links: []attach.LinkState{{Index: 1, Name: "lo", OwnQdisc: true}}}
-	if err := s.save(9, tb, kept, as); err != nil {
+	const ns = 0xFFFF_FFFF_FFFF_FFF0
+	if err := s.save(ns, 77, tb, kept); err != nil {
 		t.Fatal(err)
+	}
+	if s.save(ns, 78, tb, kept[:1]) == nil {
+		t.Fatal("saved counters that do not fit")
 	}
 	recs, errs := s.load()
 	if len(errs) != 0 || len(recs) != 1 {
@@ -276,18 +361,28 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(entries(t, got), entries(t, tb)) || recs[0].Kept[2] != kept[2] ||
-		recs[0].Attach.Links[0] != as.Links[0] || recs[0].Netns != 9 {
+	if !bytes.Equal(entries(t, got), entries(t, tb)) || recs[0].Kept[2] != kept[2] || recs[0].Netns != ns || recs[0].Gen != 77 {
 		t.Fatalf("round trip differs: %+v", recs[0])
 	}
-	// A damaged file is dropped, not fatal.
-	if err := os.WriteFile(s.path(10), []byte("{"), 0o600); err != nil {
+	if s.maxGen() != 77 {
+		t.Fatalf("max gen %d", s.maxGen())
+	}
+	for name, b := range map[string][]byte{"10-1.netns": []byte("{"), "11-2.netns": nil} {
+		if err := os.WriteFile(filepath.Join(s.dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A file under another record's name.
+	data, _ := os.ReadFile(s.path(ns, 77))
+	if err := os.WriteFile(filepath.Join(s.dir, "12-3.netns"), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if recs, errs := s.load(); len(recs) != 1 || len(errs) != 1 {
-		t.Fatalf("damaged file: %d records, errors %v", len(recs), errs)
+	if recs, errs := s.load(); len(recs) != 1 || len(errs) != 3 {
+		t.Fatalf("damaged files: %d records, errors %v", len(recs), errs)
 	}
-	if _, err := os.Stat(s.path(10)); !os.IsNotExist(err) {
-		t.Fatalf("damaged file kept")
+	if n := len(storeFilesDir(t, s.dir)); n != 1 {
+		t.Fatalf("%d files left", n)
 	}
 }
+
+func storeFilesDir(t *testing.T, dir string) []string { return storeFiles(t, dir) }

@@ -2,113 +2,139 @@ package enforce
 
 import (
 	"errors"
-	"os"
+	"fmt"
 
-	"github.com/bpfilter/bpfilter/umh/internal/attach"
+	"github.com/cilium/ebpf"
+
 	"github.com/bpfilter/bpfilter/umh/internal/codegen"
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
-	"github.com/bpfilter/bpfilter/umh/internal/netnsfind"
+	"github.com/bpfilter/bpfilter/umh/internal/kmodctl"
 )
 
-// Resume takes over what a previous umh left in the store, before the
-// first request: for each namespace, the dispatchers and programs still
-// attached (with their live counters), and the table and kept counters,
-// which it hands to restore (package table's Restore).
+// Resume takes over what a previous umh left, before the first request.
+// What the module holds is the truth: for each namespace it holds
+// programs for, the store's record of the same gen gives the table and
+// its kept counters, which Resume hands to restore (package table's
+// Restore), and the programs and their counters are adopted by id, live
+// counts included. Records of other gens are dropped (an Install that did
+// not finish, or one that did whose old record was not removed yet).
 //
-// A namespace whose programs are gone but which still exists gets its
-// table compiled and attached again (its live counters are lost, and
-// logged as such); one that no longer exists is forgotten.
-func (e *Enforcer) Resume(restore func(netns uint32, t *ipt.Table, kept []ipt.Counters) error) {
-	if e.store == nil {
+// A namespace the module holds programs for without a matching record is
+// logged as an error and its programs are dropped (the module accepts
+// every packet there): honest, rather than enforcing a table nobody can
+// list. A record without held programs is a namespace that is gone (its
+// exit may still be on its way): forgotten.
+func (e *Enforcer) Resume(restore func(netns uint64, t *ipt.Table, kept []ipt.Counters) error) {
+	held, err := e.ctl.Held()
+	if err != nil {
+		e.log.Errorf("enforce: cannot learn what the module holds, nothing taken over: %v", err)
 		return
 	}
-	recs, errs := e.store.load()
-	for _, err := range errs {
-		e.log.Errorf("state left by the previous umh is unreadable, dropped: %v", err)
+	e.bumpGen(held)
+	recs := map[uint64]map[uint64]*record{}
+	if e.store != nil {
+		rs, errs := e.store.load()
+		for _, err := range errs {
+			e.log.Errorf("state left by the previous umh is unreadable, dropped: %v", err)
+		}
+		for _, r := range rs {
+			if recs[r.Netns] == nil {
+				recs[r.Netns] = map[uint64]*record{}
+			}
+			recs[r.Netns][r.Gen] = r
+			e.mu.Lock()
+			e.gen = max(e.gen, r.Gen)
+			e.mu.Unlock()
+		}
 	}
-	for _, r := range recs {
-		t, err := r.table()
-		if err != nil {
-			e.log.Errorf("netns %d: state left by the previous umh is invalid, dropped: %v", r.Netns, err)
-			e.store.remove(r.Netns)
-			continue
+	for _, h := range held {
+		r := recs[h.Netns][h.Gen]
+		delete(recs, h.Netns)
+		if err := e.resumeOne(h, r, restore); err != nil {
+			e.log.Errorf("netns %d: %v: its programs are dropped, the namespace accepts every packet", h.Netns, err)
+			e.drop(h.Netns)
 		}
-		err = e.adopt(r, t)
-		if err != nil {
-			if !exists(r.Netns) {
-				e.log.Infof("netns %d went away while no umh ran: forgotten", r.Netns)
-				e.NetnsExit(r.Netns) // what adopt took, if anything
-				// The pin keeps the namespace's prog array, and so its
-				// programs, alive even when adopt failed before taking it.
-				if r.Attach.Pin != "" {
-					if err := os.Remove(r.Attach.Pin); err != nil && !errors.Is(err, os.ErrNotExist) {
-						e.log.Warnf("netns %d: %v", r.Netns, err)
-					}
-				}
-				e.store.remove(r.Netns)
-				continue
-			}
-			e.log.Warnf("netns %d: cannot take over its programs (%v): attaching the table again, its live counters are lost", r.Netns, err)
-			if _, err := e.Install(r.Netns, t); err != nil {
-				e.log.Errorf("netns %d: table not enforced: %v", r.Netns, err)
-				e.store.remove(r.Netns)
-				continue
-			}
+	}
+	for netns := range recs {
+		e.log.Infof("netns %d went away while no umh ran: forgotten", netns)
+		if e.store != nil {
+			e.store.removeOthers(netns, 0)
 		}
-		if err := restore(r.Netns, t, r.Kept); err != nil {
-			e.log.Errorf("%v", err)
-			continue
-		}
-		e.Changed(r.Netns, t, r.Kept)
-		e.log.Infof("netns %d: took over a table of %d entries", r.Netns, t.NumEntries())
 	}
 }
 
-func exists(netns uint32) bool {
-	f, err := netnsfind.Open(uint64(netns))
+// resumeOne takes over one held namespace whose record is r (nil: none).
+// On error the caller drops the namespace's programs.
+func (e *Enforcer) resumeOne(h kmodctl.Held, r *record, restore func(uint64, *ipt.Table, []ipt.Counters) error) error {
+	if r == nil {
+		return fmt.Errorf("the module holds programs (gen %d) of a table no record describes", h.Gen)
+	}
+	t, err := r.table()
 	if err != nil {
-		return false
+		return fmt.Errorf("the record of gen %d is invalid: %w", h.Gen, err)
 	}
-	f.Close()
-	return true
-}
-
-// adopt takes over the attached dispatchers and programs of a record.
-func (e *Enforcer) adopt(r *record, t *ipt.Table) error {
-	if r.Attach.Progs == 0 {
-		return errors.New("no attach state")
-	}
-	att, err := attach.Adopt(opener(r.Netns), r.Attach)
+	objs, err := adopt(h, t.NumEntries())
 	if err != nil {
-		return err
+		e.log.Warnf("netns %d: cannot take over its programs (%v): installing the table again, its live counters are lost", h.Netns, err)
+		if _, err := e.Install(h.Netns, t); err != nil {
+			return fmt.Errorf("table not enforced: %w", err)
+		}
+	} else {
+		e.mu.Lock()
+		e.ns[h.Netns] = &nsState{objs: objs, gen: h.Gen, table: t, kept: r.Kept}
+		e.mu.Unlock()
+		if e.store != nil {
+			e.store.removeOthers(h.Netns, h.Gen)
+		}
 	}
-	// From here on the dispatchers are ours: if their programs cannot be
-	// taken over, Install puts new ones into them.
-	e.mu.Lock()
-	e.ns[r.Netns] = &nsState{att: att}
-	e.mu.Unlock()
-	progs, err := att.Programs()
-	if err != nil {
-		return err
+	if err := restore(h.Netns, t, r.Kept); err != nil {
+		return fmt.Errorf("restore: %w", err)
 	}
-	objs, err := codegen.Adopt(progs, t.NumEntries())
-	if err != nil {
-		closeProgs(progs)
-		return err
-	}
-	att.Resume(objs)
-	// Interfaces may have come while no umh ran.
-	if err := att.Sync(); err != nil {
-		e.log.Warnf("netns %d: interfaces that came while no umh ran: %v", r.Netns, err)
-	}
-	e.mu.Lock()
-	e.ns[r.Netns].objs = objs
-	e.mu.Unlock()
+	e.Changed(h.Netns, t, r.Kept)
+	e.log.Infof("netns %d: took over a table of %d entries", h.Netns, t.NumEntries())
 	return nil
 }
 
-func closeProgs[P interface{ Close() error }](ps map[int]P) {
-	for _, p := range ps {
-		p.Close()
+// drop tells the module to drop the programs of netns, and forgets them.
+func (e *Enforcer) drop(netns uint64) {
+	e.mu.Lock()
+	gen := e.nextGenLocked()
+	e.mu.Unlock()
+	if err := e.ctl.SetProgs(netns, gen, [kmodctl.NumHooks]*ebpf.Program{}, nil); err != nil && !errors.Is(err, kmodctl.ErrGone) {
+		e.log.Errorf("netns %d: dropping its programs: %v", netns, err)
 	}
+	e.NetnsExit(netns)
+}
+
+// adopt takes the held programs and ctx map by id.
+func adopt(h kmodctl.Held, entries int) (*codegen.Objects, error) {
+	progs := map[int]*ebpf.Program{}
+	closeAll := func() {
+		for _, p := range progs {
+			p.Close()
+		}
+	}
+	for i, id := range h.ProgID {
+		if id == 0 {
+			continue
+		}
+		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("program %d: %w", id, err)
+		}
+		progs[kmodHooks[i]] = p
+	}
+	ctx, err := ebpf.NewMapFromID(ebpf.MapID(h.CtxID))
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("ctx map %d: %w", h.CtxID, err)
+	}
+	objs, err := codegen.Adopt(progs, ctx, entries)
+	if err != nil {
+		closeAll()
+		ctx.Close()
+		return nil, err
+	}
+	return objs, nil
 }

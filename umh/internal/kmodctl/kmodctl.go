@@ -163,3 +163,7 @@ func ParseHeld(b []byte) ([]Held, error) {
 	}
 	return out, nil
 }
+
+// ErrGone is the errno of a call about a namespace that no longer exists
+// (errors.Is(err, ErrGone)).
+const ErrGone = unix.ESRCH
