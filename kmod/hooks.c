@@ -356,7 +356,7 @@ static int set_progs(const struct bpfilter_progs *p)
 	if (!bn) {
 		err = -ESRCH;
 	} else {
-		bn->known = true;
+		WRITE_ONCE(bn->known, true);
 		err = swap_held(bn, held);
 	}
 	mutex_unlock(&bpfilter_net_lock);
@@ -400,8 +400,8 @@ static int get_held_list(void __user *user, int *len)
 			need += sizeof(h);
 	}
 	if (need > *len) {
-		/* Too small: nothing written, the size needed returned. */
-		*len = need;
+		*len = need;	/* not handed back: see msgfmt.h */
+		err = -ENOSPC;
 		goto out;
 	}
 	list_for_each_entry(bn, &bpfilter_nets, list) {

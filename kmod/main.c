@@ -374,7 +374,7 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 			err = umh_fail(err);
 		else if (copy_to_user(optval.user, buf, reply.len))
 			err = -EFAULT;
-	} else if (!err && optname == IPT_SO_SET_REPLACE &&
+	} else if (!err && is_set && optname == IPT_SO_SET_REPLACE &&
 		   optlen >= sizeof(repl)) {
 		memcpy(&repl, buf, sizeof(repl));
 		err = copy_counters(&repl, reply.len, buf, optlen, &left);

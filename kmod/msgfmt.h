@@ -96,7 +96,9 @@ struct bpfilter_progs {
 /*
  * BPFILTER_SO_GET_HELD: one entry per namespace whose programs the module
  * holds; optlen is set to the bytes written. -ENOSPC (and optlen the bytes
- * needed) if the buffer is too small.
+ * needed) if the buffer is too small. Netfilter's getsockopt hands
+ * optlen back only on success: after -ENOSPC the caller sees its own
+ * optlen unchanged, and grows the buffer without knowing the size.
  */
 struct bpfilter_held {
 	__u64 netns;	/* net_cookie */
