@@ -4,16 +4,11 @@ package enforce
 
 import (
 	"fmt"
-	"slices"
+	"math/rand"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
 )
@@ -34,230 +29,255 @@ const burst = 5
 
 const dropPort23 = "-A INPUT -p udp --dport 23 -j DROP"
 
-// keepFilter puts a clsact qdisc on dev of n and in it a direct-action
-// cls_bpf filter of ours (priority 100, before bpfilter's) whose program
-// returns TC_ACT_UNSPEC, so that the packet goes on to the next filter:
-// what another user of tc may have set up before bpfilter came.
-func keepFilter(t *testing.T, n *ns, dev string) string {
-	t.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "enforcetest_keep",
-		Type: ebpf.SchedCLS,
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, -1), // TC_ACT_UNSPEC
-			asm.Return(),
-		},
-		License: "GPL",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Close() // the filter holds it
-	l, err := n.nl.LinkByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := &netlink.GenericQdisc{
-		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index, Handle: netlink.MakeHandle(0xffff, 0),
-			Parent: netlink.HANDLE_CLSACT},
-		QdiscType: "clsact",
-	}
-	if err := n.nl.QdiscAdd(q); err != nil {
-		t.Fatalf("%s: clsact on %s: %v", n, dev, err)
-	}
-	const name = "enforcetest_keep"
-	f := &netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
-			Handle: 1, Priority: 100, Protocol: unix.ETH_P_ALL},
-		Fd: prog.FD(), Name: name, DirectAction: true,
-	}
-	if err := n.nl.FilterAdd(f); err != nil {
-		t.Fatalf("%s: filter on %s: %v", n, dev, err)
-	}
-	return dev + " ingress prio 100 " + name
-}
+// drop23accept24 drops UDP to port 23 and accepts (and counts) UDP to 24
+// in INPUT: every datagram of a test is counted by a rule of its own.
+const drop23accept24 = tableHead + dropPort23 + "\n-A INPUT -p udp --dport 24 -j ACCEPT\nCOMMIT\n"
 
 // TestRmmodLeavesNothing: with rules in the VM's initial namespace and in
-// two others, bpfilter has programs and maps in the kernel and filters on
-// every interface; after rmmod the kernel's BPF objects are exactly those
-// of before insmod, and the interfaces have exactly the qdiscs and filters
-// of before: a clsact qdisc and a filter that were there before bpfilter
-// stay.
+// two others, bpfilter has programs and maps in the kernel and drops
+// packets; after rmmod the kernel's BPF objects are exactly those of
+// before insmod, no umh is left, and the packets that were dropped pass.
+// rmmod does so, and quickly, whatever the umh does: running, stopped
+// (SIGSTOP: a module that asked it anything before dropping its hooks and
+// programs would wait), or dead (no umh to ask).
 func TestRmmodLeavesNothing(t *testing.T) {
-	if gt.Loaded("bpfilter") {
-		gt.MustRun(t, "rmmod", "bpfilter")
-	}
-	gt.NoUmh(t)
-	in := initNS(t)
-	a, b := newNS(t, "a"), newNS(t, "b")
-	veth(t, in, "ia0", "10.91.0.1/24", a, "ai0", "10.91.0.2/24")
-	veth(t, a, "ab0", "10.92.0.1/24", b, "ba0", "10.92.0.2/24")
-	keep := keepFilter(t, a, "ab0")
-	spaces := []*ns{in, a, b}
-	type tcs struct{ filters, clsacts []string }
-	tcBefore := map[*ns]tcs{}
-	for _, n := range spaces {
-		f, q := n.tcState(t)
-		tcBefore[n] = tcs{f, q}
-	}
-	if got := tcBefore[a]; !slices.Equal(got.filters, []string{keep}) || !slices.Equal(got.clsacts, []string{"ab0"}) {
-		t.Fatalf("%s before bpfilter: filters %v, clsacts %v; want our filter and qdisc on ab0", a, got.filters, got.clsacts)
-	}
-	before := stableObjects(t)
-	t.Logf("before insmod: %d programs, %d maps, %d BTF objects, %d links",
-		before.count("prog"), before.count("map"), before.count("btf"), before.count("link"))
-
-	use(t, gt.Bpfilter)
-	gt.MustRun(t, "iptables-legacy", strings.Fields(dropPort23)...)
-	a.restore(t, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:web - [0:0]\n"+
-		"-A INPUT -p tcp -j web\n-A web -p tcp --dport 80 -j ACCEPT\n-A web -j DROP\nCOMMIT\n")
-	b.ipt(t, "-A", "OUTPUT", "-p", "udp", "--dport", "25", "-j", "DROP")
-	gt.Ensure(t, gt.Bpfilter)
-
-	during := bpfObjects(t)
-	added := during.minus(before)
-	t.Logf("bpfilter with rules in 3 namespaces added %d BPF objects:\n%s", len(added), strings.Join(added, "\n"))
-	nprog, nmap := 0, 0
-	for _, o := range added {
-		switch {
-		case strings.HasPrefix(o, "prog "):
-			nprog++
-		case strings.HasPrefix(o, "map "):
-			nmap++
-		}
-	}
-	if nprog == 0 || nmap == 0 {
-		t.Errorf("with rules in 3 namespaces, bpfilter added %d programs and %d maps to the kernel: it enforces nothing", nprog, nmap)
-	}
-	for _, n := range spaces {
-		filters, clsacts := n.tcState(t)
-		t.Logf("%s with bpfilter: clsact on %v; filters:\n%s", n, clsacts, strings.Join(filters, "\n"))
-		for _, l := range n.links(t) {
-			name := l.Attrs().Name
-			if !slices.Contains(clsacts, name) {
-				t.Errorf("%s: no clsact qdisc on %s with bpfilter's rules in force", n, name)
+	for _, umh := range []string{"running", "stopped", "dead"} {
+		t.Run("umh "+umh, func(t *testing.T) {
+			if gt.Loaded("bpfilter") {
+				gt.MustRun(t, "rmmod", "bpfilter")
 			}
-			for _, dir := range []string{"ingress", "egress"} {
-				if !slices.ContainsFunc(filters, func(f string) bool {
-					return strings.HasPrefix(f, name+" "+dir+" ") && strings.Contains(f, " bpfilter_")
-				}) {
-					t.Errorf("%s: no bpfilter filter at %s of %s", n, dir, name)
-				}
-			}
-		}
-		if n == a && !slices.Contains(filters, keep) {
-			t.Errorf("%s: bpfilter removed the filter that was there before it: %v", n, filters)
-		}
-	}
-
-	start := time.Now()
-	gt.MustRun(t, "rmmod", "bpfilter")
-	gt.NoUmh(t)
-	var after objects
-	if !gt.Eventually(10*time.Second, func() bool {
-		after = bpfObjects(t)
-		return len(after.minus(before)) == 0 && len(before.minus(after)) == 0
-	}) {
-		t.Errorf("BPF objects left in the kernel after rmmod:\n%s", strings.Join(after.minus(before), "\n"))
-		if gone := before.minus(after); len(gone) > 0 {
-			t.Errorf("BPF objects of before insmod gone after rmmod:\n%s", strings.Join(gone, "\n"))
-		}
-	} else {
-		t.Logf("after rmmod the BPF objects are those of before insmod (%d) within %v", len(after), time.Since(start).Round(time.Millisecond))
-	}
-	for _, n := range spaces {
-		filters, clsacts := n.tcState(t)
-		if want := tcBefore[n]; !slices.Equal(filters, want.filters) || !slices.Equal(clsacts, want.clsacts) {
-			t.Errorf("%s after rmmod: filters %v and clsact qdiscs on %v; want those of before: filters %v, clsacts on %v",
-				n, filters, clsacts, want.filters, want.clsacts)
-		}
-	}
-	// Our own filter still runs: it passes packets on (to nothing now).
-	s, l := b.dial(t, "10.92.0.1:24"), a.listen(t, "10.92.0.1:24")
-	expectProbe(t, "b to a through the filter that was there before", burst, []int{burst}, path{s, l})
-}
-
-// umhPid is the pid of the one running umh.
-func umhPid(t testing.TB) int {
-	t.Helper()
-	var ps []gt.Proc
-	for _, p := range gt.Procs("bpfilter_umh") {
-		if p.State != "Z" {
-			ps = append(ps, p)
-		}
-	}
-	if len(ps) != 1 {
-		t.Fatalf("want one running bpfilter_umh, have %+v", ps)
-	}
-	return ps[0].Pid
-}
-
-// TestUmhKilled: with -A INPUT -p udp --dport 23 -j DROP in a namespace,
-// SIGKILL of the umh changes nothing for packets: port 23 is still
-// dropped, port 24 passes, before any iptables call restarts the umh.
-// Afterwards the restarted umh shows the rule and counters that include
-// the datagrams of before and after the kill: iptables-legacy -S and
-// -L -v -x -n print what they print with ip_tables for the same traffic
-// (without a kill: ip_tables has no umh).
-func TestUmhKilled(t *testing.T) {
-	type result struct{ s, l string }
-	res := map[gt.Backend]result{}
-	for _, be := range []gt.Backend{gt.IPTables, gt.Bpfilter} {
-		t.Run(be.String(), func(t *testing.T) {
-			use(t, be)
+			gt.NoUmh(t)
+			in := initNS(t)
 			a, b := newNS(t, "a"), newNS(t, "b")
-			veth(t, a, "ab0", "10.93.0.1/24", b, "ba0", "10.93.0.2/24")
-			l23, l24 := b.listen(t, "10.93.0.2:23"), b.listen(t, "10.93.0.2:24")
-			p23, p24 := path{a.dial(t, "10.93.0.2:23"), l23}, path{a.dial(t, "10.93.0.2:24"), l24}
-			b.ipt(t, strings.Fields(dropPort23)...)
-			expectProbe(t, "before the kill", burst, []int{0, burst}, p23, p24)
+			veth(t, in, "ia0", "10.91.0.1/24", a, "ai0", "10.91.0.2/24")
+			veth(t, a, "ab0", "10.92.0.1/24", b, "ba0", "10.92.0.2/24")
+			// a to the initial namespace, a to b: port 23 is dropped at
+			// both ends, 24 passes.
+			paths := [][2]path{
+				{{a.dial(t, "10.91.0.1:23"), in.listen(t, "10.91.0.1:23")}, {a.dial(t, "10.91.0.1:24"), in.listen(t, "10.91.0.1:24")}},
+				{{a.dial(t, "10.92.0.2:23"), b.listen(t, "10.92.0.2:23")}, {a.dial(t, "10.92.0.2:24"), b.listen(t, "10.92.0.2:24")}},
+			}
+			before := stableObjects(t)
+			t.Logf("before insmod: %d programs, %d maps, %d BTF objects, %d links",
+				before.count("prog"), before.count("map"), before.count("btf"), before.count("link"))
 
-			if be == gt.Bpfilter {
-				pid := umhPid(t)
-				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-					t.Fatal(err)
+			use(t, gt.Bpfilter)
+			gt.MustRun(t, "iptables-legacy", strings.Fields(dropPort23)...)
+			a.restore(t, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:web - [0:0]\n"+
+				"-A INPUT -p tcp -j web\n-A web -p tcp --dport 80 -j ACCEPT\n-A web -j DROP\nCOMMIT\n")
+			b.restore(t, drop23accept24)
+			gt.Ensure(t, gt.Bpfilter)
+			for _, p := range paths {
+				expectProbe(t, "with bpfilter: "+p[0].l.addr, burst, []int{0, burst}, p[0], p[1])
+			}
+
+			during := bpfObjects(t)
+			added := during.minus(before)
+			t.Logf("bpfilter with rules in 3 namespaces added %d BPF objects:\n%s", len(added), strings.Join(added, "\n"))
+			nprog, nmap := 0, 0
+			for _, o := range added {
+				switch {
+				case strings.HasPrefix(o, "prog "):
+					nprog++
+				case strings.HasPrefix(o, "map "):
+					nmap++
 				}
-				if !gt.Eventually(5*time.Second, func() bool { _, ok := gt.ReadProc(pid); return !ok }) {
-					t.Fatalf("killed umh %d did not go away", pid)
+			}
+			if nprog == 0 || nmap == 0 {
+				t.Errorf("with rules in 3 namespaces, bpfilter added %d programs and %d maps to the kernel: it enforces nothing", nprog, nmap)
+			}
+
+			pid := umhPid(t)
+			switch umh {
+			case "stopped":
+				stopUmh(t, pid)
+			case "dead":
+				killUmh(t, pid)
+				if ps := liveUmhs(); len(ps) != 0 {
+					t.Fatalf("a umh runs after the kill, before rmmod: %+v", ps)
 				}
-				t.Logf("umh %d killed; umh processes now: %+v", pid, gt.Procs("bpfilter_umh"))
-				expectProbe(t, "after the kill, before any iptables call", burst, []int{0, burst}, p23, p24)
-				defer func() {
-					if npid := umhPid(t); npid == pid {
-						t.Errorf("the umh after the kill has the killed one's pid %d", pid)
-					} else {
-						t.Logf("restarted umh: pid %d", npid)
-					}
-				}()
+			}
+			k := gt.NewKmsg(t)
+			start := time.Now()
+			gt.MustRun(t, "rmmod", "bpfilter")
+			took := time.Since(start)
+			if took > 10*time.Second {
+				t.Errorf("rmmod with the umh %s took %v", umh, took.Round(time.Millisecond))
+			}
+			if umh == "dead" {
+				if started := k.Grep(gt.LoadedRe); len(started) > 0 {
+					t.Logf("rmmod started a umh although it needs none: %q", started)
+				}
+			}
+			gt.NoUmh(t)
+			var after objects
+			if !gt.Eventually(10*time.Second, func() bool {
+				after = bpfObjects(t)
+				return len(after.minus(before)) == 0 && len(before.minus(after)) == 0
+			}) {
+				t.Errorf("BPF objects left in the kernel after rmmod:\n%s", strings.Join(after.minus(before), "\n"))
+				if gone := before.minus(after); len(gone) > 0 {
+					t.Errorf("BPF objects of before insmod gone after rmmod:\n%s", strings.Join(gone, "\n"))
+				}
 			} else {
-				expectProbe(t, "second burst", burst, []int{0, burst}, p23, p24)
+				t.Logf("rmmod took %v; the BPF objects are those of before insmod (%d) within %v of it",
+					took.Round(time.Millisecond), len(after), time.Since(start).Round(time.Millisecond))
 			}
-
-			s := b.ipt(t, "-t", "filter", "-S")
-			l := b.ipt(t, "-t", "filter", "-L", "-v", "-x", "-n")
-			t.Logf("iptables-legacy -t filter -S:\n%s-L -v -x -n:\n%s", s, l)
-			if want := "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-A INPUT -p udp -m udp --dport 23 -j DROP\n"; s != want {
-				t.Errorf("iptables-legacy -S:\n%s\nwant:\n%s", s, want)
+			for _, p := range paths {
+				expectProbe(t, "after rmmod: "+p[0].l.addr, burst, []int{burst, burst}, p[0], p[1])
 			}
-			lst := parseListing(t, l)
-			wantCounter(t, "INPUT rule 1 (--dport 23 DROP)", lst.rule(t, "INPUT", 0), 2*burst)
-			wantCounter(t, "INPUT policy", lst.policy["INPUT"], 2*burst)
-			gt.Ensure(t, be)
-			res[be] = result{s, l}
 		})
 	}
-	if ipt, bpf := res[gt.IPTables], res[gt.Bpfilter]; ipt.s == "" || bpf.s == "" {
-		t.Fatal("a backend's run did not finish")
-	} else if ipt != bpf {
-		t.Errorf("bpfilter after the kill prints:\n%s%s\nip_tables:\n%s%s", bpf.s, bpf.l, ipt.s, ipt.l)
+}
+
+// TestUmhKilled: with port 23 dropped and 24 accepted by rules of their
+// own, a stream of datagrams to both runs across SIGKILL of the umh and on
+// while no umh runs: not one to 23 arrives, every one to 24 does. The
+// next iptables call starts a new umh, which shows the same rules, with
+// counters that count every datagram, those of the time without a umh
+// included.
+func TestUmhKilled(t *testing.T) {
+	use(t, gt.Bpfilter)
+	a, b := newNS(t, "a"), newNS(t, "b")
+	veth(t, a, "ab0", "10.93.0.1/24", b, "ba0", "10.93.0.2/24")
+	l23, l24 := b.listen(t, "10.93.0.2:23"), b.listen(t, "10.93.0.2:24")
+	p23, p24 := path{a.dial(t, "10.93.0.2:23"), l23}, path{a.dial(t, "10.93.0.2:24"), l24}
+	b.restore(t, drop23accept24)
+	wantS := b.ipt(t, "-S")
+	expectProbe(t, "before the kill", burst, []int{0, burst}, p23, p24)
+
+	pid := umhPid(t)
+	st := startStream(time.Millisecond, p23.s, p24.s)
+	time.Sleep(200 * time.Millisecond)
+	killUmh(t, pid)
+	atKill := st.sent.Load()
+	time.Sleep(300 * time.Millisecond)
+	without := st.sent.Load() - atKill
+	live := liveUmhs()
+	n := st.end(t)
+	if len(live) != 0 {
+		t.Errorf("a umh ran during the stream after the kill: %+v", live)
 	}
+	if without < 20 {
+		t.Errorf("only %d datagrams went to each port while no umh ran", without)
+	}
+	l24.waitCount(st.tag, n, 5*time.Second)
+	time.Sleep(grace)
+	if got := l23.count(st.tag); got != 0 {
+		t.Errorf("%d of %d datagrams to port 23 arrived across the kill", got, n)
+	}
+	if got := l24.count(st.tag); got != n {
+		t.Errorf("%d of %d datagrams to port 24 arrived across the kill", got, n)
+	}
+	t.Logf("stream of %d datagrams to each port, %d of them after the umh was gone", n, without)
+	expectProbe(t, "after the kill, before any iptables call", burst, []int{0, burst}, p23, p24)
+	if live := liveUmhs(); len(live) != 0 {
+		t.Errorf("a umh runs before any iptables call: %+v", live)
+	}
+
+	s := b.ipt(t, "-S")
+	l := b.ipt(t, "-L", "-v", "-x", "-n")
+	t.Logf("iptables-legacy -S:\n%s-L -v -x -n:\n%s", s, l)
+	if s != wantS {
+		t.Errorf("iptables-legacy -S after the restart:\n%s\nwant, as before the kill:\n%s", s, wantS)
+	}
+	lst := parseListing(t, l)
+	all := uint64(2*burst + n)
+	wantCounter(t, "INPUT rule 1 (--dport 23 DROP)", lst.rule(t, "INPUT", 0), all)
+	wantCounter(t, "INPUT rule 2 (--dport 24 ACCEPT)", lst.rule(t, "INPUT", 1), all)
+	wantCounter(t, "INPUT policy", lst.policy["INPUT"], 0)
+	if npid := umhPid(t); npid == pid {
+		t.Errorf("the umh after the kill has the killed one's pid %d", pid)
+	} else {
+		t.Logf("restarted umh: pid %d", npid)
+	}
+	gt.Ensure(t, gt.Bpfilter)
+}
+
+// fillers are n rules of filler in INPUT.
+func fillers(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintln(&b, filler("INPUT", i, 0))
+	}
+	return b.String()
+}
+
+// TestKillMidReplace: the umh is SIGKILLed at a random moment of an
+// iptables-legacy-restore of a 3,000-rule table that reverses the verdicts
+// of the 2-rule table in force (port 23 accepted, 24 dropped), 6 times.
+// Each time, the next call's iptables-legacy -S shows the old table or the
+// new one, in whole; traffic shows the same one in force; -L -v counts
+// the probe on the rules that judged it; and a restore that reported
+// success left the new table.
+func TestKillMidReplace(t *testing.T) {
+	const rounds = 6
+	use(t, gt.Bpfilter)
+	a, b := newNS(t, "a"), newNS(t, "b")
+	veth(t, a, "ab0", "10.99.0.1/24", b, "ba0", "10.99.0.2/24")
+	l23, l24 := b.listen(t, "10.99.0.2:23"), b.listen(t, "10.99.0.2:24")
+	p23, p24 := path{a.dial(t, "10.99.0.2:23"), l23}, path{a.dial(t, "10.99.0.2:24"), l24}
+	oldT := drop23accept24
+	newT := tableHead + fillers(3000) + "-A INPUT -p udp --dport 24 -j DROP\n-A INPUT -p udp --dport 23 -j ACCEPT\nCOMMIT\n"
+
+	b.restore(t, oldT)
+	oldS := b.ipt(t, "-S")
+	start := time.Now()
+	b.restore(t, newT)
+	took := time.Since(start)
+	newS := b.ipt(t, "-S")
+	t.Logf("the 3,000-rule restore takes %v", took.Round(time.Millisecond))
+
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	outcomes := map[string]int{}
+	for i := 0; i < rounds; i++ {
+		b.restore(t, oldT)
+		pid := umhPid(t)
+		delay := time.Duration(rng.Int63n(int64(took) * 6 / 5))
+		r := b.start(t, newT, "iptables-legacy-restore")
+		time.Sleep(delay)
+		killUmh(t, pid)
+		out, err := r.wait()
+		s := b.ipt(t, "-S")
+		var which string
+		switch s {
+		case oldS:
+			which = "old"
+			expectProbe(t, fmt.Sprintf("round %d, old table", i), burst, []int{0, burst}, p23, p24)
+		case newS:
+			which = "new"
+			expectProbe(t, fmt.Sprintf("round %d, new table", i), burst, []int{0, burst}, p24, p23)
+		default:
+			t.Fatalf("round %d (kill after %v): iptables-legacy -S shows neither table: %s against the old, %s against the new",
+				i, delay.Round(time.Millisecond), firstDiff(s, oldS), firstDiff(s, newS))
+		}
+		restored := "ok"
+		if err != nil {
+			restored = fmt.Sprintf("%v: %s", err, strings.TrimSpace(out))
+		} else if which == "old" {
+			t.Errorf("round %d: iptables-legacy-restore succeeded, yet the old table is in force", i)
+		}
+		lst := parseListing(t, b.ipt(t, "-L", "-v", "-x", "-n"))
+		wantCounter(t, fmt.Sprintf("round %d (%s): the DROP rule", i, which), lst.rule(t, "INPUT", -2), burst)
+		wantCounter(t, fmt.Sprintf("round %d (%s): the ACCEPT rule", i, which), lst.rule(t, "INPUT", -1), burst)
+		t.Logf("round %d: umh %d killed %v into the restore (%s): the %s table is in force", i, pid,
+			delay.Round(time.Millisecond), restored, which)
+		outcomes[which]++
+	}
+	t.Logf("outcomes: %v", outcomes)
+	gt.Ensure(t, gt.Bpfilter)
 }
 
 // TestNamespaceExit: namespaces c and d, joined by a veth pair, each with
-// rules. When the last reference to c goes (its fd, its netlink and UDP
-// sockets: as `ip netns del` of a namespace nothing else holds), the
-// BPF objects that c's rules brought go, d's stay, and the veth peer in d
-// goes with c: bpfilter did not keep c alive.
+// rules. With the umh stopped (SIGSTOP), the last reference to c goes
+// (its fd, its netlink and UDP sockets: as `ip netns del` of a namespace
+// nothing else holds): c's programs go and the veth peer in d goes with
+// c, the umh still stopped: neither the module nor the namespace's exit
+// waited for it. Once continued, the same umh answers, d's rules and
+// objects are intact, and the rest of c's objects (the maps the umh
+// held) go once it has been told.
 func TestNamespaceExit(t *testing.T) {
 	use(t, gt.Bpfilter)
 	c, d := newNS(t, "c"), newNS(t, "d")
@@ -266,37 +286,61 @@ func TestNamespaceExit(t *testing.T) {
 	d.ipt(t, strings.Fields(dropPort23)...)
 	mid := stableObjects(t)
 	c.ipt(t, strings.Fields(dropPort23)...)
-	// c enforces its rule.
 	c23, c24 := c.listen(t, "10.94.0.1:23"), c.listen(t, "10.94.0.1:24")
 	expectProbe(t, "d to c", burst, []int{0, burst}, path{d.dial(t, "10.94.0.1:23"), c23}, path{d.dial(t, "10.94.0.1:24"), c24})
-	after := bpfObjects(t)
+	after := stableObjects(t)
 	ofD, ofC := mid.minus(base), after.minus(mid)
 	t.Logf("BPF objects of d's rules:\n%s\nof c's rules:\n%s", strings.Join(ofD, "\n"), strings.Join(ofC, "\n"))
-	if len(ofC) == 0 || len(ofD) == 0 {
-		t.Fatalf("rules in c added %d BPF objects, in d %d: want some in each", len(ofC), len(ofD))
+	var progsOfC []string
+	for _, o := range ofC {
+		if strings.HasPrefix(o, "prog ") {
+			progsOfC = append(progsOfC, o)
+		}
+	}
+	if len(progsOfC) == 0 || len(ofD) == 0 {
+		t.Fatalf("rules in c added %d programs, in d %d BPF objects: want some in each", len(progsOfC), len(ofD))
 	}
 	pid := umhPid(t)
+	stopUmh(t, pid)
 
-	ino := c.ino
 	c.close()
 	start := time.Now()
-	var left []string
-	peer := true
-	if !gt.Eventually(30*time.Second, func() bool {
+	left := func(of []string) []string {
 		now := bpfObjects(t)
-		left = left[:0]
-		for _, o := range ofC {
+		var l []string
+		for _, o := range of {
 			if _, ok := now[idOf(o)]; ok {
-				left = append(left, o)
+				l = append(l, o)
 			}
 		}
+		return l
+	}
+	var progsLeft []string
+	peer := true
+	if !gt.Eventually(10*time.Second, func() bool {
+		progsLeft = left(progsOfC)
 		peer = d.hasLink(t, "dc0")
-		return len(left) == 0 && !peer
+		return len(progsLeft) == 0 && !peer
 	}) {
-		t.Errorf("30 s after the last reference to netns %d closed: c's BPF objects left: %v; veth peer dc0 still in d: %v",
-			ino, left, peer)
+		t.Errorf("10 s after the last reference to c closed, with the umh stopped: c's programs left: %v; veth peer dc0 still in d: %v",
+			progsLeft, peer)
 	} else {
-		t.Logf("netns %d: its BPF objects and the veth peer went within %v", ino, time.Since(start).Round(time.Millisecond))
+		t.Logf("with the umh stopped, c's programs and the veth peer went within %v; of c's objects still there: %v",
+			time.Since(start).Round(time.Millisecond), left(ofC))
+	}
+	if !stopped(pid) {
+		t.Fatalf("umh %d is no longer stopped: %+v", pid, gt.Procs("bpfilter_umh"))
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.ipt(t, "-S", "INPUT"); got != "-P INPUT ACCEPT\n-A INPUT -p udp -m udp --dport 23 -j DROP\n" {
+		t.Errorf("d's INPUT after c went:\n%s", got)
+	}
+	var rest []string
+	if !gt.Eventually(10*time.Second, func() bool { rest = left(ofC); return len(rest) == 0 }) {
+		t.Errorf("c's BPF objects left 10 s after the umh was continued and called: %v", rest)
 	}
 	now := bpfObjects(t)
 	for _, o := range ofD {
@@ -304,9 +348,8 @@ func TestNamespaceExit(t *testing.T) {
 			t.Errorf("d's BPF object %s went with c", o)
 		}
 	}
-	if got := d.ipt(t, "-S", "INPUT"); got != "-P INPUT ACCEPT\n-A INPUT -p udp -m udp --dport 23 -j DROP\n" {
-		t.Errorf("d's INPUT after c went:\n%s", got)
-	}
+	d23, d24 := d.listen(t, "127.0.0.1:23"), d.listen(t, "127.0.0.1:24")
+	expectProbe(t, "d over lo", burst, []int{0, burst}, path{d.dial(t, "127.0.0.1:23"), d23}, path{d.dial(t, "127.0.0.1:24"), d24})
 	if npid := umhPid(t); npid != pid {
 		t.Errorf("the umh changed from %d to %d while c went", pid, npid)
 	}

@@ -3,10 +3,12 @@
 package enforce
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,62 +153,70 @@ func TestReplaceUnderLoad(t *testing.T) {
 	}
 }
 
-// TestNewInterface: -A INPUT -i vethnew+ -p udp --dport 23 -j DROP is in
-// force before an interface of that name exists; a veth pair made
-// afterwards gets it within 2 s: port 23 over it is dropped, 24 passes,
-// and port 23 over the older interface passes. The rule's counter counts
-// exactly the datagrams to 23 over the new interface that did not arrive.
+// TestNewInterface: the rules are in force before an interface of their
+// name exists, and before the namespace at its other end does: in b,
+// INPUT drops UDP to port 23 and accepts 24 from vethnew+, OUTPUT drops
+// UDP to port 25 through vethnew+. Then a namespace c and a veth pair
+// vethnew0 (in b) and vnpeer0 (in c) are made, and the very first
+// datagrams over it are judged: 23 and 25 dropped, 24 and 26 pass, and the
+// rules' counters count exactly those datagrams, as ip_tables' do. Over
+// the older interface old1, where the rules do not apply, 23 passes.
 func TestNewInterface(t *testing.T) {
+	listings := map[gt.Backend]string{}
 	for _, be := range backends {
 		t.Run(be.String(), func(t *testing.T) {
 			use(t, be)
 			a, b := newNS(t, "a"), newNS(t, "b")
 			veth(t, a, "old0", "10.95.0.1/24", b, "old1", "10.95.0.2/24")
-			b.ipt(t, "-A", "INPUT", "-i", "vethnew+", "-p", "udp", "--dport", "23", "-j", "DROP")
+			b.restore(t, tableHead+
+				"-A INPUT -i vethnew+ -p udp --dport 23 -j DROP\n"+
+				"-A INPUT -i vethnew+ -p udp --dport 24 -j ACCEPT\n"+
+				"-A OUTPUT -o vethnew+ -p udp --dport 25 -j DROP\n"+
+				"-A OUTPUT -o vethnew+ -p udp --dport 26 -j ACCEPT\nCOMMIT\n")
 			l23, l24 := b.listen(t, ":23"), b.listen(t, ":24")
 			o23, o24 := path{a.dial(t, "10.95.0.2:23"), l23}, path{a.dial(t, "10.95.0.2:24"), l24}
 			expectProbe(t, "over old1", burst, []int{burst, burst}, o23, o24)
 
-			veth(t, a, "vnpeer0", "10.96.0.1/24", b, "vethnew0", "10.96.0.2/24")
-			start := time.Now()
-			n23, n24 := path{a.dial(t, "10.96.0.2:23"), l23}, path{a.dial(t, "10.96.0.2:24"), l24}
-			var tags23 []uint64
-			rounds := 0
-			ok := gt.Eventually(2*time.Second, func() bool {
-				rounds++
-				t23, t24 := n23.s.burst(t, 1), n24.s.burst(t, 1)
-				tags23 = append(tags23, t23)
-				if !l24.waitCount(t24, 1, 500*time.Millisecond) {
-					return false
-				}
-				time.Sleep(50 * time.Millisecond)
-				return l23.count(t23) == 0
-			})
-			if !ok {
-				t.Fatalf("2 s after vethnew0 appeared, port 23 over it still passes (%d probes)", rounds)
-			}
-			t.Logf("vethnew0 filtered %v after it appeared (%d probes)", time.Since(start).Round(time.Millisecond), rounds)
-
-			tag := newTag()
-			tags23 = append(tags23, tag)
+			c := newNS(t, "c")
+			l25, l26 := c.listen(t, "10.96.0.1:25"), c.listen(t, "10.96.0.1:26")
+			veth(t, c, "vnpeer0", "10.96.0.1/24", b, "vethnew0", "10.96.0.2/24")
+			// The first datagrams over vethnew0, each way.
+			n23, n24 := path{c.dial(t, "10.96.0.2:23"), l23}, path{c.dial(t, "10.96.0.2:24"), l24}
+			n25, n26 := path{b.dial(t, "10.96.0.1:25"), l25}, path{b.dial(t, "10.96.0.1:26"), l26}
+			expectProbe(t, "the first datagrams from c over vethnew0", burst, []int{0, burst}, n23, n24)
+			// An OUTPUT drop fails the send with EPERM, as with ip_tables.
+			tag25, eperm := newTag(), 0
 			for i := 0; i < burst; i++ {
-				if err := n23.s.send(tag, uint64(i)); err != nil {
-					t.Fatal(err)
+				if err := n25.s.send(tag25, uint64(i)); errors.Is(err, syscall.EPERM) {
+					eperm++
+				} else if err != nil {
+					t.Fatalf("send to port 25: %v", err)
 				}
 			}
-			expectProbe(t, "old1 and vethnew0", burst, []int{burst, burst, burst}, o23, o24, n24)
-			if got := l23.count(tag); got != 0 {
-				t.Errorf("port 23 over vethnew0: %d of %d datagrams arrived", got, burst)
+			expectProbe(t, "the first datagrams from b over vethnew0", burst, []int{burst}, n26)
+			if got := n25.l.count(tag25); got != 0 || eperm != burst {
+				t.Errorf("the first datagrams from b to port 25 over vethnew0: %d of %d arrived, %d sends failed with EPERM; want none and all",
+					got, burst, eperm)
 			}
-			sent, arrived := len(tags23)-1+burst, 0
-			for _, tg := range tags23 {
-				arrived += l23.count(tg)
+			if ours, others := l23.all(); ours != burst || others != 0 {
+				t.Errorf("port 23 in b: %d datagrams of ours arrived (want %d, over old1), %d others", ours, burst, others)
 			}
-			lst := parseListing(t, b.ipt(t, "-L", "-v", "-x", "-n"))
-			wantCounter(t, "the -i vethnew+ rule", lst.rule(t, "INPUT", 0), uint64(sent-arrived))
-			t.Logf("port 23 over vethnew0: %d sent, %d arrived, rule counters %v", sent, arrived, lst.rule(t, "INPUT", 0))
+
+			out := b.ipt(t, "-L", "-v", "-x", "-n")
+			lst := parseListing(t, out)
+			wantCounter(t, "-i vethnew+ --dport 23 DROP", lst.rule(t, "INPUT", 0), burst)
+			wantCounter(t, "-i vethnew+ --dport 24 ACCEPT", lst.rule(t, "INPUT", 1), burst)
+			wantCounter(t, "INPUT policy (old1)", lst.policy["INPUT"], 2*burst)
+			wantCounter(t, "-o vethnew+ --dport 25 DROP", lst.rule(t, "OUTPUT", 0), burst)
+			wantCounter(t, "-o vethnew+ --dport 26 ACCEPT", lst.rule(t, "OUTPUT", 1), burst)
+			listings[be] = out
 			gt.Ensure(t, be)
 		})
+	}
+	if ipt, bpf := listings[gt.IPTables], listings[gt.Bpfilter]; ipt == "" || bpf == "" {
+		t.Fatal("a backend's run did not finish")
+	} else if ipt != bpf {
+		t.Errorf("iptables-legacy -L -v -x -n differs, bpfilter against ip_tables: %s\nbpfilter:\n%s\nip_tables:\n%s", firstDiff(bpf, ipt), bpf, ipt)
 	}
 }
 

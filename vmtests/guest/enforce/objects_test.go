@@ -2,8 +2,8 @@
 
 package enforce
 
-// What is in the kernel: BPF objects by id, tc filters and qdiscs by
-// interface; and counters as iptables-legacy -L -v -x -n prints them.
+// What is in the kernel: BPF objects by id; and counters as
+// iptables-legacy -L -v -x -n prints them.
 
 import (
 	"errors"
@@ -18,7 +18,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netlink"
 )
 
 // objects are the BPF objects in the kernel, "prog 12" -> a description.
@@ -130,48 +129,6 @@ func stableObjects(t testing.TB) objects {
 	}
 	t.Fatalf("the BPF objects of the kernel keep changing: %v", prev)
 	return nil
-}
-
-// tcState lists every tc filter ("link ingress|egress prio N name") and
-// every clsact qdisc (by link name) of the namespace.
-func (n *ns) tcState(t testing.TB) (filters, clsacts []string) {
-	t.Helper()
-	for _, l := range n.links(t) {
-		name := l.Attrs().Name
-		qs, err := n.nl.QdiscList(l)
-		if err != nil {
-			t.Fatalf("%s: qdiscs of %s: %v", n, name, err)
-		}
-		has := false
-		for _, q := range qs {
-			if q.Type() == "clsact" {
-				has = true
-			}
-		}
-		if !has {
-			continue
-		}
-		clsacts = append(clsacts, name)
-		for _, parent := range []struct {
-			h    uint32
-			name string
-		}{{netlink.HANDLE_MIN_INGRESS, "ingress"}, {netlink.HANDLE_MIN_EGRESS, "egress"}} {
-			fs, err := n.nl.FilterList(l, parent.h)
-			if err != nil {
-				t.Fatalf("%s: %s filters of %s: %v", n, parent.name, name, err)
-			}
-			for _, f := range fs {
-				fname := f.Type()
-				if bf, ok := f.(*netlink.BpfFilter); ok {
-					fname = bf.Name
-				}
-				filters = append(filters, fmt.Sprintf("%s %s prio %d %s", name, parent.name, f.Attrs().Priority, fname))
-			}
-		}
-	}
-	slices.Sort(filters)
-	slices.Sort(clsacts)
-	return filters, clsacts
 }
 
 // counter is a packet and byte count of iptables -L -v -x.

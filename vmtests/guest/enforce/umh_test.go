@@ -1,0 +1,135 @@
+//go:build vmguest
+
+package enforce
+
+// The umh as a process (find, stop, kill it), commands started in a
+// namespace without waiting for them, and steady UDP streams.
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
+)
+
+// liveUmhs are the bpfilter_umh processes that are not zombies.
+func liveUmhs() []gt.Proc {
+	var ps []gt.Proc
+	for _, p := range gt.Procs("bpfilter_umh") {
+		if p.State != "Z" {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// umhPid is the pid of the one running umh.
+func umhPid(t testing.TB) int {
+	t.Helper()
+	ps := liveUmhs()
+	if len(ps) != 1 {
+		t.Fatalf("want one running bpfilter_umh, have %+v", ps)
+	}
+	return ps[0].Pid
+}
+
+// gone tells whether pid has left /proc (reaped, not only a zombie).
+func gone(pid int) bool { _, ok := gt.ReadProc(pid); return !ok }
+
+// killUmh SIGKILLs the umh pid and waits until it is gone.
+func killUmh(t testing.TB, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill umh %d: %v", pid, err)
+	}
+	if !gt.Eventually(5*time.Second, func() bool { return gone(pid) }) {
+		p, _ := gt.ReadProc(pid)
+		t.Fatalf("killed umh %d did not go away: %+v", pid, p)
+	}
+}
+
+// stopUmh SIGSTOPs the umh pid and waits until it is stopped; t's end
+// continues it if it is still there.
+func stopUmh(t testing.TB, pid int) {
+	t.Helper()
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("stop umh %d: %v", pid, err)
+	}
+	if !gt.Eventually(5*time.Second, func() bool { p, ok := gt.ReadProc(pid); return ok && p.State == "T" }) {
+		p, _ := gt.ReadProc(pid)
+		t.Fatalf("umh %d did not stop: %+v", pid, p)
+	}
+}
+
+// stopped tells whether pid is a stopped process.
+func stopped(pid int) bool { p, ok := gt.ReadProc(pid); return ok && p.State == "T" }
+
+// bg is a command running in the background; wait returns its output.
+type bg struct {
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+// start starts a command in the namespace and returns at once.
+func (n *ns) start(t testing.TB, stdin, name string, args ...string) *bg {
+	t.Helper()
+	b := &bg{cmd: exec.Command(name, args...)}
+	b.cmd.Stdin = strings.NewReader(stdin)
+	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out
+	if err := inNS(n.h, b.cmd.Start); err != nil {
+		t.Fatalf("netns %s: start %s: %v", n.name, name, err)
+	}
+	return b
+}
+
+func (b *bg) wait() (string, error) {
+	err := b.cmd.Wait()
+	return b.out.String(), err
+}
+
+// stream sends one datagram of one tag on each of its senders every
+// interval until stop.
+type stream struct {
+	tag  uint64
+	sent atomic.Uint64 // datagrams sent on each sender
+	stop atomic.Bool
+	wg   sync.WaitGroup
+	err  error
+}
+
+func startStream(interval time.Duration, ss ...*sender) *stream {
+	st := &stream{tag: newTag()}
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		for seq := uint64(0); !st.stop.Load(); seq++ {
+			for _, s := range ss {
+				if err := s.send(st.tag, seq); err != nil {
+					st.err = err
+					return
+				}
+			}
+			st.sent.Store(seq + 1)
+			time.Sleep(interval)
+		}
+	}()
+	return st
+}
+
+// end stops the stream and returns how many datagrams went on each sender.
+func (st *stream) end(t testing.TB) int {
+	t.Helper()
+	st.stop.Store(true)
+	st.wg.Wait()
+	if st.err != nil {
+		t.Fatalf("the stream: %v", st.err)
+	}
+	return int(st.sent.Load())
+}
