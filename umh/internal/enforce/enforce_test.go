@@ -386,3 +386,64 @@ func TestStoreRoundTrip(t *testing.T) {
 }
 
 func storeFilesDir(t *testing.T, dir string) []string { return storeFiles(t, dir) }
+
+// TestResumeReinstalls: programs that cannot be adopted are replaced by
+// the record's table compiled again (only the live counts are lost).
+func TestResumeReinstalls(t *testing.T) {
+	needBPF(t)
+	k := newFake(t)
+	dir := t.TempDir()
+	e, _ := newEnforcer(t, dir, k)
+	tb := dropUDP(t)
+	if _, err := e.Install(5, tb); err != nil {
+		t.Fatal(err)
+	}
+	kept := make([]ipt.Counters, tb.NumEntries())
+	kept[1] = ipt.Counters{Pcnt: 3, Bcnt: 4}
+	e.Changed(5, tb, kept)
+	old := k.gen(5)
+	e.Abandon()
+	k.badIDs = true
+	e2, log := newEnforcer(t, dir, k)
+	var gotKept []ipt.Counters
+	e2.Resume(func(_ uint64, _ *ipt.Table, k []ipt.Counters) error { gotKept = k; return nil })
+	k.badIDs = false
+	if gotKept == nil || gotKept[1] != kept[1] {
+		t.Fatalf("not restored (%v); log:\n%s", gotKept, log)
+	}
+	if g := k.gen(5); g <= old || e2.ns[5] == nil || e2.ns[5].gen != g {
+		t.Fatalf("not installed again: held gen %d (was %d)", g, old)
+	}
+	if !strings.Contains(log.String(), "installing the table again") {
+		t.Fatalf("log:\n%s", log)
+	}
+	if v := k.run(t, 5, udpFrame()); v != codegen.NFDrop {
+		t.Fatalf("verdict %d", v)
+	}
+	// The record is the new gen's, with the kept counters.
+	recs, _ := e2.store.load()
+	if len(recs) != 1 || recs[0].Gen != k.gen(5) || recs[0].Kept[1] != kept[1] {
+		t.Fatalf("store: %+v", recs)
+	}
+}
+
+// TestNoStore: with no state directory, a restarted umh drops what the
+// module holds, since nobody can list it.
+func TestNoStore(t *testing.T) {
+	needBPF(t)
+	k := newFake(t)
+	e, _ := newEnforcer(t, "", k)
+	if _, err := e.Install(3, dropUDP(t)); err != nil {
+		t.Fatal(err)
+	}
+	e.Changed(3, dropUDP(t), make([]ipt.Counters, dropUDP(t).NumEntries()))
+	e.Abandon()
+	e2, _ := newEnforcer(t, "", k)
+	e2.Resume(func(uint64, *ipt.Table, []ipt.Counters) error {
+		t.Fatal("restored without a store")
+		return nil
+	})
+	if k.gen(3) != 0 {
+		t.Fatal("programs still held")
+	}
+}

@@ -34,6 +34,9 @@ type fakeKmod struct {
 	gone map[uint64]bool // namespaces that no longer exist: ESRCH
 	fail error           // returned by the next SetProgs
 	sets int             // successful SetProgs calls
+	// badIDs makes Held report program ids that do not exist (the
+	// programs cannot be adopted).
+	badIDs bool
 }
 
 type fakeSet struct {
@@ -137,6 +140,12 @@ func (f *fakeKmod) Held() ([]kmodctl.Held, error) {
 			}
 			id, _ := info.ID()
 			h.ProgID[i] = uint32(id)
+			if f.badIDs {
+				h.ProgID[i] = 1<<31 - 1 - uint32(i)
+			}
+			if f.badIDs {
+				h.ProgID[i] = 1<<31 - 1 - uint32(i)
+			}
 		}
 		info, err := s.ctx.Info()
 		if err != nil {
