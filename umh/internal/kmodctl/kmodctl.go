@@ -111,10 +111,13 @@ func (c *Conn) SetProgs(netns, gen uint64, progs [NumHooks]*ebpf.Program, ctx *e
 	return nil
 }
 
+// maxHeldBuf bounds Held's buffer: 2 million namespaces.
+const maxHeldBuf = 64 << 20
+
 // Held lists the namespaces whose programs the module holds.
 func (c *Conn) Held() ([]Held, error) {
-	n := 16 * HeldSize
-	for tries := 0; ; tries++ {
+	n := 64 * HeldSize
+	for {
 		b := make([]byte, n)
 		l := uint32(n)
 		c.mu.Lock()
@@ -122,9 +125,10 @@ func (c *Conn) Held() ([]Held, error) {
 			uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&l)), 0)
 		c.mu.Unlock()
 		switch {
-		case errno == unix.ENOSPC && tries < 8:
-			// l is what is needed now; namespaces may come meanwhile.
-			n = max(2*n, int(l)+16*HeldSize)
+		case errno == unix.ENOSPC && n < maxHeldBuf:
+			// Netfilter hands optlen back only on success: the size
+			// needed is unknown, so double.
+			n *= 2
 			continue
 		case errno != 0:
 			return nil, fmt.Errorf("kmodctl: get held programs: %w", errno)
