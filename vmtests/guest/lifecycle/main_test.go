@@ -1,7 +1,9 @@
 //go:build vmguest
 
 // Package lifecycle holds the guest side of the life-cycle VM tests:
-// insmod, the health check, forwarding, rmmod, restart, on-demand loading.
+// insmod, the health check, forwarding, rmmod, restart, on-demand loading;
+// the bound on every wait for the umh (timeout_ms), and calls that
+// non-fatal wakeups (group stop, ptrace) do not cut short.
 // They run inside the test VM (vmtests/lifecycle_test.go boots it).
 package lifecycle
 
