@@ -82,9 +82,10 @@ func (c *Conn) Close() error {
 	return err
 }
 
-// SetProgs makes progs (by hook: HookInput, HookForward, HookOutput; nil
-// for none) the programs of namespace netns, reading ctx, tagged gen. All
-// nil (progs and ctx) drops the namespace's programs. When it returns,
+// SetProgs makes progs (by hook: HookInput, HookForward, HookOutput) the
+// programs of namespace netns, reading ctx, tagged gen. The module wants a
+// program at every hook (EINVAL otherwise), or none: all nil (progs and
+// ctx) drops the namespace's programs. When it returns,
 // no packet runs the programs it replaced. Errors wrap the errno: ESRCH,
 // the namespace is gone; EINVAL, a wrong program or map.
 func (c *Conn) SetProgs(netns, gen uint64, progs [NumHooks]*ebpf.Program, ctx *ebpf.Map) error {
