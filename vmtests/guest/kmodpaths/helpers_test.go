@@ -19,9 +19,9 @@ import (
 )
 
 var (
-	// What the module logs when something went wrong with the umh (every
-	// pr_err of kmod/main.c but the notifier's).
-	troubleRe = regexp.MustCompile(`^bpfilter: (read from umh failed|write to umh failed|cannot |bpfilter_umh failed)`)
+	// What the module logs when something went wrong with the umh (the
+	// pr_err lines of kmod/main.c and kmod/hooks.c).
+	troubleRe = regexp.MustCompile(`^bpfilter: (read from umh failed|write to umh failed|cannot |bpfilter_umh (failed|did not answer|broke the protocol|refused))`)
 	// What the umh logs when it hit a bug of its own.
 	umhBugRe = regexp.MustCompile(`^bpfilter_umh: .*(BUG|panic)`)
 )
@@ -67,6 +67,38 @@ func load(t *testing.T, ko string) int {
 	k.Wait(t, gt.StartedRe, 10*time.Second)
 	pid, _ := strconv.Atoi(m[1])
 	return pid
+}
+
+// TimeoutParam is bpfilter.ko's bound on each request to the umh, in ms:
+// past it the umh is killed and the call fails with ETIMEDOUT.
+const TimeoutParam = "/sys/module/bpfilter/parameters/timeout_ms"
+
+// requestBound is the loaded module's bound on one request to the umh.
+func requestBound(t testing.TB) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(TimeoutParam)
+	if err != nil {
+		t.Fatalf("the module's request bound: %v", err)
+	}
+	ms, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("%s: %q: %v", TimeoutParam, b, err)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// setRequestBound sets bpfilter.timeout_ms until t ends.
+func setRequestBound(t testing.TB, d time.Duration) {
+	t.Helper()
+	old := requestBound(t)
+	if err := os.WriteFile(TimeoutParam, []byte(strconv.Itoa(int(d/time.Millisecond))+"\n"), 0); err != nil {
+		t.Fatalf("bpfilter.timeout_ms=%d: %v", d/time.Millisecond, err)
+	}
+	t.Cleanup(func() {
+		if _, err := os.Stat(TimeoutParam); err == nil {
+			_ = os.WriteFile(TimeoutParam, []byte(strconv.Itoa(int(old/time.Millisecond))+"\n"), 0)
+		}
+	})
 }
 
 // umhPid is the pid of the one running umh.

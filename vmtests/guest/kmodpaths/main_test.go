@@ -2,8 +2,9 @@
 
 // Package kmodpaths holds the guest side of the VM tests of the module's
 // rarely taken paths (vmtests/kmodpaths_test.go boots the VM): a caller
-// killed while the umh works on its request, a network namespace that
-// exits while the umh is dead, an init that fails after the sockopt hook
+// killed while the umh works on its request, a umh that answers nothing
+// past the module's bound, a network namespace that exits while the umh
+// is dead, an init that fails after the sockopt hook
 // was published, and rmmod while calls are in flight.
 //
 // The guest's module directory holds the kernel's in-tree bpfilter stub

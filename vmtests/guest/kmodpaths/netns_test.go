@@ -26,10 +26,11 @@ import (
 // veth pair to the initial namespace whose end there (peer) goes when the
 // namespace does.
 type ns struct {
-	name string
-	h    netns.NsHandle
-	ino  uint64
-	peer string
+	name   string
+	h      netns.NsHandle
+	ino    uint64
+	cookie uint64 // net_cookie: what the module and the umh know it by
+	peer   string
 }
 
 // newNS makes a namespace and the veth pair name0 (in it) / name (in the
@@ -47,6 +48,9 @@ func newNS(t *testing.T, name string) *ns {
 	}
 	n := &ns{name: name, h: h, ino: st.Ino, peer: name}
 	t.Cleanup(n.close)
+	if err := nettest.RunIn(h, func() (err error) { n.cookie, err = gt.NetnsCookie(); return err }); err != nil {
+		t.Fatalf("netns %s: its cookie: %v", name, err)
+	}
 	err = netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "0",
 		PeerNamespace: netlink.NsFd(int(h))})
 	if err != nil {
@@ -126,13 +130,13 @@ const (
 
 // TestNetnsExitWhileUmhDead: a namespace has rules, the umh is killed,
 // and the namespace's last reference goes while no umh runs. Nothing
-// hangs, and the exit starts a new umh to tell it (the umh knows
-// namespaces by inode number, which the namespace frees only after the
-// module's exit method). A new namespace, which gets the freed inode
-// number again (as namespaces do if nothing took it meanwhile), sees an
-// empty table: the dead namespace's table is applied nowhere, and its
-// programs are gone. The initial namespace keeps its rules, and the umh
-// stays the same.
+// hangs: the module drops the namespace's hooks and programs in its exit
+// method without waiting for a umh, and queues the exit. The next call
+// starts a umh, which is told of the exit (by net_cookie) and says so. A
+// new namespace, made meanwhile (it may get the dead one's inode number,
+// never its cookie), sees an empty table: the dead namespace's table is
+// applied nowhere, and its programs are gone. The initial namespace keeps
+// its rules through the restart, and the new umh stays.
 func TestNetnsExitWhileUmhDead(t *testing.T) {
 	fresh(t)
 	load(t, gt.GoodKO)
@@ -151,35 +155,18 @@ func TestNetnsExitWhileUmhDead(t *testing.T) {
 	if len(ofN) == 0 {
 		t.Fatal("the namespace's rules brought no BPF programs")
 	}
-	ino := n.ino
+	ino, cookie := n.ino, n.cookie
 	pid := umhPid(t)
 	killUmh(t, pid)
 
 	k := gt.NewKmsg(t)
 	start := time.Now()
 	n.gone(t)
-	t.Logf("netns %d (programs %v) exited %v after its last reference went", ino, ofN, time.Since(start).Round(time.Millisecond))
-	// The exit started a umh to tell it, while the namespace's inode
-	// number was not free yet.
-	ps := liveUmhs()
-	if len(ps) != 1 {
-		t.Fatalf("after netns %d exited while no umh ran: umh processes %+v, want one started for the exit", ino, ps)
-	}
-	npid := ps[0].Pid
-	if npid == pid {
-		t.Fatalf("the umh has the killed one's pid %d", pid)
-	}
-	said := k.Grep(regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d\b`, ino)))
-	t.Logf("umh %d started for the exit; it said of netns %d: %q", npid, ino, said)
+	t.Logf("netns inode %d cookie %d (programs %v) exited %v after its last reference went; umh processes now: %+v",
+		ino, cookie, ofN, time.Since(start).Round(time.Millisecond), liveUmhs())
 
-	p := newNS(t, "kpp")
-	t.Logf("a new namespace has inode %d (the dead one's: %v)", p.ino, p.ino == ino)
-	if got := p.run(t, "", "iptables-legacy", "-S"); got != emptyRules {
-		t.Errorf("a new namespace after netns %d exited while no umh ran: iptables-legacy -S:\n%s\nwant:\n%s", ino, got, emptyRules)
-	}
-	if got := gt.MustRun(t, "iptables-legacy", "-S"); got != smallRules {
-		t.Errorf("the initial namespace after the restart: iptables-legacy -S:\n%s\nwant:\n%s", got, smallRules)
-	}
+	// The module dropped the dead namespace's programs at its exit,
+	// with no umh running.
 	var left []ebpf.ProgramID
 	if !gt.Eventually(5*time.Second, func() bool {
 		now := progIDs(t)
@@ -191,10 +178,39 @@ func TestNetnsExitWhileUmhDead(t *testing.T) {
 		}
 		return len(left) == 0
 	}) {
-		t.Errorf("programs of the dead namespace still loaded: %v", left)
+		t.Errorf("programs of the dead namespace still loaded with no umh running: %v", left)
+	}
+
+	// A new namespace, before any umh runs again.
+	p := newNS(t, "kpp")
+	t.Logf("a new namespace has inode %d (the dead one's: %v), cookie %d", p.ino, p.ino == ino, p.cookie)
+	if p.cookie == cookie {
+		t.Fatalf("the new namespace has the dead one's cookie %d", cookie)
+	}
+	// Its first call starts a umh, which learns of the exit: trace on
+	// for it, within the kernel's burst of trace lines.
+	gt.SetTrace(t, true)
+	if got := p.run(t, "", "iptables-legacy", "-S"); got != emptyRules {
+		t.Errorf("a new namespace after netns %d exited while no umh ran: iptables-legacy -S:\n%s\nwant:\n%s", cookie, got, emptyRules)
+	}
+	k.Wait(t, regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, cookie)), 10*time.Second)
+	gt.SetTrace(t, false)
+	npid := umhPid(t)
+	if npid == pid {
+		t.Fatalf("the umh has the killed one's pid %d", pid)
+	}
+	if got := gt.MustRun(t, "iptables-legacy", "-S"); got != smallRules {
+		t.Errorf("the initial namespace after the restart: iptables-legacy -S:\n%s\nwant:\n%s", got, smallRules)
 	}
 	if got := p.run(t, "", "iptables-legacy", "-S"); got != emptyRules {
 		t.Errorf("the new namespace at the end: iptables-legacy -S:\n%s\nwant:\n%s", got, emptyRules)
+	}
+	if now := progIDs(t); len(now) > 0 {
+		for _, id := range ofN {
+			if now[id] {
+				t.Errorf("program %d of the dead namespace is loaded again", id)
+			}
+		}
 	}
 	if npid2 := umhPid(t); npid2 != npid {
 		t.Errorf("the umh changed from %d to %d", npid, npid2)
