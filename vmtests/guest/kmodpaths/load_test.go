@@ -52,10 +52,13 @@ var initFailRe = regexp.MustCompile(`^bpfilter: test build: init fails now, the 
 // errno, three times: no umh is left, the module is gone, every call
 // returns (those that came in while the hook was published got the umh's
 // answer, all others the kernel's ENOPROTOOPT, as without bpfilter; with
-// the in-tree stub removed, request_module finds no bpfilter to load),
-// and a good module loads afterwards.
+// the in-tree stub removed, request_module finds no bpfilter to load), no
+// BPF program of the failed module's umh stays loaded (its namespaces'
+// hooks and programs went with the failed init), and a good module loads
+// afterwards.
 func TestInitFailsAfterPublish(t *testing.T) {
 	fresh(t)
+	progsBefore := progIDs(t)
 	h := startHammer(t, hammerThreads, unloaded)
 	h.waitCalls(t, 5, callBound)
 	for i := 0; i < 3; i++ {
@@ -83,6 +86,18 @@ func TestInitFailsAfterPublish(t *testing.T) {
 			t.Fatalf("the failed module's umh %d is still there: %+v", pid, p)
 		}
 		gt.NoUmh(t)
+		var left []string
+		if !gt.Eventually(5*time.Second, func() bool {
+			left = left[:0]
+			for id := range progIDs(t) {
+				if !progsBefore[id] {
+					left = append(left, strconv.Itoa(int(id)))
+				}
+			}
+			return len(left) == 0
+		}) {
+			t.Errorf("try %d: BPF programs left after the failed init: %v", i, left)
+		}
 		if ls := k.Grep(gt.StartedRe); len(ls) > 0 {
 			t.Errorf("the initfail module said it started: %q", ls)
 		}
