@@ -20,9 +20,10 @@ import (
 // netns is a network namespace of its own, held by one OS thread (which
 // unshared into it and runs nothing else) and by an fd.
 type netns struct {
-	fd   int
-	ino  uint64
-	tid  int // the thread that holds it
+	fd     int
+	ino    uint64
+	cookie uint64 // net_cookie: what the module and the umh know it by
+	tid    int    // the thread that holds it
 	do   chan func()
 	done chan struct{}
 }
@@ -62,7 +63,13 @@ func newNetns(t *testing.T) *netns {
 			errc <- err
 			return
 		}
-		n.fd, n.ino, n.tid = fd, st.Ino, unix.Gettid()
+		cookie, err := gt.NetnsCookie()
+		if err != nil {
+			unix.Close(fd)
+			errc <- fmt.Errorf("SO_NETNS_COOKIE: %w", err)
+			return
+		}
+		n.fd, n.ino, n.cookie, n.tid = fd, st.Ino, cookie, unix.Gettid()
 		errc <- nil
 		for f := range n.do {
 			f()
@@ -133,9 +140,16 @@ func TestNamespaces(t *testing.T) {
 	}
 	initIno = st.Ino
 
+	initCookie, err := gt.NetnsCookie()
+	if err != nil {
+		t.Fatal(err)
+	}
 	a, b := newNetns(t), newNetns(t)
 	if a.ino == b.ino || a.ino == initIno || b.ino == initIno {
 		t.Fatalf("namespaces are not distinct: init %d, a %d, b %d", initIno, a.ino, b.ino)
+	}
+	if a.cookie == b.cookie || a.cookie == initCookie || b.cookie == initCookie {
+		t.Fatalf("namespace cookies are not distinct: init %d, a %d, b %d", initCookie, a.cookie, b.cookie)
 	}
 	// The thread really is in its namespace.
 	a.inside(func() {
@@ -171,16 +185,16 @@ func TestNamespaces(t *testing.T) {
 	gt.Ensure(t, gt.Bpfilter)
 
 	// Namespace a goes away: the module tells the umh, which forgets it.
-	t.Logf("netns a %d on thread %d (the main thread: %v)", a.ino, a.tid, a.tid == unix.Getpid())
+	t.Logf("netns a (inode %d, cookie %d) on thread %d (the main thread: %v)", a.ino, a.cookie, a.tid, a.tid == unix.Getpid())
 	k := gt.NewKmsg(t)
-	ino := a.ino
+	cookie := a.cookie
 	// The umh's line for an exit is trace: on only while it is awaited,
 	// within the kernel's burst of trace lines.
 	gt.SetTrace(t, true)
 	a.close()
-	gone := regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, ino))
+	gone := regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, cookie))
 	k.Wait(t, gone, 30*time.Second)
-	t.Logf("netns %d: the umh was told it is gone", ino)
+	t.Logf("netns %d: the umh was told it is gone", cookie)
 	gt.SetTrace(t, false)
 
 	// The others keep their tables.
@@ -197,12 +211,15 @@ func TestNamespaces(t *testing.T) {
 	if got, w := c.mustRun(t, "", "iptables-legacy", "-S"), "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n"; got != w {
 		t.Errorf("a new namespace:\n%s\nwant:\n%s", got, w)
 	}
-	inoB, inoC := b.ino, c.ino
+	if c.cookie == cookie {
+		t.Errorf("a new namespace has the dead one's cookie %d", cookie)
+	}
+	cookieB, cookieC := b.cookie, c.cookie
 	gt.SetTrace(t, true)
 	b.close()
 	c.close()
-	for _, ino := range []uint64{inoB, inoC} {
-		k.Wait(t, regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, ino)), 30*time.Second)
+	for _, c := range []uint64{cookieB, cookieC} {
+		k.Wait(t, regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, c)), 30*time.Second)
 	}
 	if err := sameUmh(pid); err != nil {
 		t.Error(err)
