@@ -24,8 +24,8 @@ type netns struct {
 	ino    uint64
 	cookie uint64 // net_cookie: what the module and the umh know it by
 	tid    int    // the thread that holds it
-	do   chan func()
-	done chan struct{}
+	do     chan func()
+	done   chan struct{}
 }
 
 // newNetns creates a network namespace on a dedicated thread.
