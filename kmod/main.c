@@ -2,8 +2,10 @@
 /*
  * bpfilter.ko: starts the usermode helper embedded in this module, checks
  * that it answers, and forwards the iptables get/setsockopt calls that the
- * kernel's bpfilter hooks hand us to it over two pipes. Everything else
- * happens in the helper.
+ * kernel's bpfilter hooks hand us to it over two pipes, with the caller's
+ * bytes copied in and the answer's copied out (msgfmt.h). hooks.c runs the
+ * helper's programs at netfilter's hooks. Everything else happens in the
+ * helper.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
