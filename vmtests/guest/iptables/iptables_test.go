@@ -52,11 +52,13 @@ func normalize(s string) string {
 	return strings.Join(keep, "\n")
 }
 
-// final is what every scenario ends with: the whole state, three ways.
+// final is what every scenario ends with: the whole state, four ways
+// (iptables-legacy-save without -t too, as netfilter-persistent saves).
 var final = []step{
 	ipt("-S"),
 	ipt("-L", "-n", "-v", "-x", "--line-numbers"),
-	save("-c", "-t", "filter"),
+	save("-c"),
+	saveAll("-c"),
 }
 
 func runScenario(t *testing.T, sc scenario, b gt.Backend) []result {

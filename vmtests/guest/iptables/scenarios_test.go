@@ -22,11 +22,16 @@ func restore(input string, args ...string) step {
 	return step{cmd: "iptables-legacy-restore", args: args, stdin: input}
 }
 
-// save dumps the filter table. Without -t, iptables-save lists the tables
-// named in /proc/net/ip_tables_names, which belongs to ip_tables and does
-// not name bpfilter's (README: what differs).
+// save dumps the filter table.
 func save(args ...string) step {
 	return step{cmd: "iptables-legacy-save", args: append(args, "-t", "filter")}
+}
+
+// saveAll is iptables-legacy-save without -t, as netfilter-persistent
+// runs it: every table that /proc/net/ip_tables_names names, the filter
+// table among them whichever backend holds it.
+func saveAll(args ...string) step {
+	return step{cmd: "iptables-legacy-save", args: args}
 }
 
 var scenarios = []scenario{
@@ -224,7 +229,17 @@ var scenarios = []scenario{
 			"-A INPUT -i lo -j ACCEPT\n-A INPUT -p tcp -m multiport --dports 22,80 -j chain1\n" +
 			"-A chain1 -s 10.0.0.0/8 -j ACCEPT\n-A chain1 -j RETURN\nCOMMIT\n"),
 		save(),
+		saveAll(),
 		ipt("-S"),
+	}},
+	{"save without -t after a restore", []step{
+		restore("*filter\n:INPUT DROP [3:180]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [9:540]\n:keep - [0:0]\n"+
+			"[4:240] -A INPUT -i lo -j ACCEPT\n[1:60] -A INPUT -p tcp -m tcp --dport 22 -j keep\n"+
+			"-A keep -s 10.0.0.0/8 -j ACCEPT\n-A keep -j RETURN\nCOMMIT\n", "-c"),
+		saveAll(),
+		saveAll("-c"),
+		ipt("-F"),
+		saveAll(),
 	}},
 	{"restore replaces, --noflush appends", []step{
 		ipt("-A", "INPUT", "-j", "ACCEPT"),
@@ -237,6 +252,7 @@ var scenarios = []scenario{
 		restore("*filter\n:INPUT ACCEPT [10:1000]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [3:300]\n"+
 			"[7:700] -A INPUT -p tcp -j ACCEPT\n[1:60] -A OUTPUT -j ACCEPT\nCOMMIT\n", "-c"),
 		save("-c"),
+		saveAll("-c"),
 		ipt("-L", "-n", "-v", "-x"),
 	}},
 	{"bad restore input changes nothing", []step{
