@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * What main.c (the umh and the forwarded calls) and hooks.c (namespaces,
- * hooks, the umh's private sockopts) share.
+ * What main.c (the umh and the forwarded calls), hooks.c (namespaces,
+ * hooks, the umh's private sockopts) and xtname.c (the filter table's
+ * name) share.
  */
 #ifndef _BPFILTER_H
 #define _BPFILTER_H
@@ -24,5 +25,10 @@ u64 bpfilter_net_known(struct net *net);
 void bpfilter_exits_take(struct list_head *to);
 void bpfilter_exits_return(struct list_head *from);
 void bpfilter_exits_free(struct list_head *exits);
+
+/* xtname.c: the filter table's name in /proc/net/ip_tables_names. */
+int bpfilter_xtname_init(void);
+void bpfilter_xtname_exit(void);
+void bpfilter_xtname_add(struct net *net);
 
 #endif /* _BPFILTER_H */

@@ -185,7 +185,6 @@ static void set_nonblock(struct file *file)
 	spin_unlock(&file->f_lock);
 }
 
-
 static int umh_fail(int err)
 {
 	lockdep_assert_held(&bpfilter_ops.lock);
@@ -316,6 +315,20 @@ static int copy_counters(const struct ipt_replace *repl, u32 len, void *buf,
 	return 0;
 }
 
+/*
+ * Whether a call is about the filter table: the calls 64 and 65, get and
+ * set alike (IPT_SO_SET_REPLACE and _ADD_COUNTERS share the numbers), start
+ * with the table's name. ip_tables makes a table, and names it in
+ * /proc/net/ip_tables_names, when one of them first finds it.
+ */
+static bool names_filter(int optname, const char *buf, unsigned int optlen)
+{
+	if (optname != IPT_SO_GET_INFO && optname != IPT_SO_GET_ENTRIES)
+		return false;
+	return optlen >= XT_TABLE_MAXNAMELEN &&
+	       !strncmp(buf, "filter", XT_TABLE_MAXNAMELEN);
+}
+
 static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 			   unsigned int optlen, bool is_set)
 {
@@ -330,6 +343,7 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 	unsigned long left;
 	struct ipt_replace repl;
 	struct mbox_reply reply;
+	bool filter = false;
 	void *buf = NULL;
 	int err;
 
@@ -355,6 +369,7 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 			err = -EFAULT;
 			goto out;
 		}
+		filter = names_filter(optname, buf, optlen);
 	}
 
 	err = send_exits();
@@ -384,6 +399,8 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 		err = umh_fail(-EPROTO);
 	}
 out:
+	if (!err && filter)
+		bpfilter_xtname_add(net);
 	kvfree(buf);
 	return err;
 }
@@ -442,6 +459,9 @@ static int __init bpfilter_init(void)
 	err = bpfilter_net_init();
 	if (err)
 		goto unload;
+	err = bpfilter_xtname_init();
+	if (err)
+		goto fini;
 
 	mutex_lock(&bpfilter_ops.lock);
 	err = start_umh();
@@ -473,6 +493,8 @@ stop:
 	mutex_unlock(&bpfilter_ops.lock);
 release:
 	bpfilter_net_release();
+	bpfilter_xtname_exit();
+fini:
 	bpfilter_net_fini();
 unload:
 	umd_unload_blob(&bpfilter_ops.info);
@@ -491,6 +513,7 @@ static void __exit bpfilter_exit(void)
 	shutdown_umh();
 	mutex_unlock(&bpfilter_ops.lock);
 
+	bpfilter_xtname_exit();
 	bpfilter_net_fini();
 	umd_unload_blob(&bpfilter_ops.info);
 	pr_info("stopped\n");
