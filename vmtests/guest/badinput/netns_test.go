@@ -128,6 +128,43 @@ func (n *netns) close() {
 	}
 }
 
+// toldGone waits until the umh says that the namespaces of cookies are
+// gone. The module queues a namespace's exit and tells the umh with its
+// next request: one GET_INFO a second, with the module's trace on for
+// it alone (the exit lines are trace, and the kernel lets the umh's trace
+// file write 10 lines per 5 s).
+func toldGone(t *testing.T, k *gt.Kmsg, cookies ...uint64) {
+	t.Helper()
+	fd, err := gt.RawSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	told := func() bool {
+		for _, c := range cookies {
+			if len(k.Grep(regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, c)))) == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !told() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the umh did not say that netns %v are gone within 30 s; kernel log:\n%s", cookies, strings.Join(k.Lines(), "\n"))
+		}
+		time.Sleep(time.Second)
+		info := make([]byte, getInfoSize)
+		putName(info, "filter")
+		gt.SetTrace(t, true)
+		_, err := gt.Getsockopt(fd, gt.GetInfo, info)
+		gt.SetTrace(t, false)
+		if err != nil {
+			t.Fatalf("GET_INFO: %v", err)
+		}
+	}
+}
+
 func TestNamespaces(t *testing.T) {
 	defer gt.Use(t, gt.IPTables)
 	gt.Use(t, gt.Bpfilter)
@@ -188,14 +225,9 @@ func TestNamespaces(t *testing.T) {
 	t.Logf("netns a (inode %d, cookie %d) on thread %d (the main thread: %v)", a.ino, a.cookie, a.tid, a.tid == unix.Getpid())
 	k := gt.NewKmsg(t)
 	cookie := a.cookie
-	// The umh's line for an exit is trace: on only while it is awaited,
-	// within the kernel's burst of trace lines.
-	gt.SetTrace(t, true)
 	a.close()
-	gone := regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, cookie))
-	k.Wait(t, gone, 30*time.Second)
+	toldGone(t, k, cookie)
 	t.Logf("netns %d: the umh was told it is gone", cookie)
-	gt.SetTrace(t, false)
 
 	// The others keep their tables.
 	delete(want, "a")
@@ -215,12 +247,9 @@ func TestNamespaces(t *testing.T) {
 		t.Errorf("a new namespace has the dead one's cookie %d", cookie)
 	}
 	cookieB, cookieC := b.cookie, c.cookie
-	gt.SetTrace(t, true)
 	b.close()
 	c.close()
-	for _, c := range []uint64{cookieB, cookieC} {
-		k.Wait(t, regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, c)), 30*time.Second)
-	}
+	toldGone(t, k, cookieB, cookieC)
 	if err := sameUmh(pid); err != nil {
 		t.Error(err)
 	}
