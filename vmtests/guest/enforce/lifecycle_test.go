@@ -41,7 +41,7 @@ const drop23accept24 = tableHead + dropPort23 + "\n-A INPUT -p udp --dport 24 -j
 // (SIGSTOP: a module that asked it anything before dropping its hooks and
 // programs would wait), or dead (no umh to ask).
 func TestRmmodLeavesNothing(t *testing.T) {
-	for _, umh := range []string{"running", "stopped", "dead"} {
+	for i, umh := range []string{"running", "stopped", "dead"} {
 		t.Run("umh "+umh, func(t *testing.T) {
 			if gt.Loaded("bpfilter") {
 				gt.MustRun(t, "rmmod", "bpfilter")
@@ -49,13 +49,18 @@ func TestRmmodLeavesNothing(t *testing.T) {
 			gt.NoUmh(t)
 			in := initNS(t)
 			a, b := newNS(t, "a"), newNS(t, "b")
-			veth(t, in, "ia0", "10.91.0.1/24", a, "ai0", "10.91.0.2/24")
-			veth(t, a, "ab0", "10.92.0.1/24", b, "ba0", "10.92.0.2/24")
+			// The initial namespace's end of the last subtest's pair may
+			// not be gone yet (namespaces go asynchronously): a name and
+			// subnet for each.
+			ia, ai := fmt.Sprintf("ia%d", i), fmt.Sprintf("ai%d", i)
+			inAddr, bAddr := fmt.Sprintf("10.91.%d.1", i), fmt.Sprintf("10.92.%d.2", i)
+			veth(t, in, ia, inAddr+"/24", a, ai, fmt.Sprintf("10.91.%d.2/24", i))
+			veth(t, a, "ab0", fmt.Sprintf("10.92.%d.1/24", i), b, "ba0", bAddr+"/24")
 			// a to the initial namespace, a to b: port 23 is dropped at
 			// both ends, 24 passes.
 			paths := [][2]path{
-				{{a.dial(t, "10.91.0.1:23"), in.listen(t, "10.91.0.1:23")}, {a.dial(t, "10.91.0.1:24"), in.listen(t, "10.91.0.1:24")}},
-				{{a.dial(t, "10.92.0.2:23"), b.listen(t, "10.92.0.2:23")}, {a.dial(t, "10.92.0.2:24"), b.listen(t, "10.92.0.2:24")}},
+				{{a.dial(t, inAddr+":23"), in.listen(t, inAddr+":23")}, {a.dial(t, inAddr+":24"), in.listen(t, inAddr+":24")}},
+				{{a.dial(t, bAddr+":23"), b.listen(t, bAddr+":23")}, {a.dial(t, bAddr+":24"), b.listen(t, bAddr+":24")}},
 			}
 			before := stableObjects(t)
 			t.Logf("before insmod: %d programs, %d maps, %d BTF objects, %d links",
@@ -203,13 +208,42 @@ func fillers(n int) string {
 	return b.String()
 }
 
-// TestKillMidReplace: the umh is SIGKILLed at a random moment of an
-// iptables-legacy-restore of a 3,000-rule table that reverses the verdicts
-// of the 2-rule table in force (port 23 accepted, 24 dropped), 6 times.
-// Each time, the next call's iptables-legacy -S shows the old table or the
-// new one, in whole; traffic shows the same one in force; -L -v counts
-// the probe on the rules that judged it; and a restore that reported
-// success left the new table.
+// replaceTimes runs iptables-legacy-restore of input in n and returns how
+// long it ran and how long its first setsockopt (the SET_REPLACE) took,
+// as seen by polling /proc every millisecond.
+func replaceTimes(t *testing.T, n *ns, input string) (total, replace time.Duration) {
+	t.Helper()
+	start := time.Now()
+	r := n.start(t, input, "iptables-legacy-restore")
+	pid := r.cmd.Process.Pid
+	var in time.Time
+	for {
+		if inSetsockopt(pid) {
+			if in.IsZero() {
+				in = time.Now()
+			}
+		} else if !in.IsZero() {
+			replace = time.Since(in)
+			break
+		}
+		if exited(pid) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if out, err := r.wait(); err != nil {
+		t.Fatalf("iptables-legacy-restore: %v: %s", err, out)
+	}
+	return time.Since(start), replace
+}
+
+// TestKillMidReplace: the umh is SIGKILLed at a random moment of the
+// SET_REPLACE of an iptables-legacy-restore of a 3,000-rule table that
+// reverses the verdicts of the 2-rule table in force (port 23 accepted,
+// 24 dropped), 6 times. Each time, the next call's iptables-legacy -S
+// shows the old table or the new one, in whole; traffic shows the same
+// one in force; -L -v counts the probe on the rules that judged it; and a
+// restore that reported success left the new table.
 func TestKillMidReplace(t *testing.T) {
 	const rounds = 6
 	use(t, gt.Bpfilter)
@@ -222,11 +256,12 @@ func TestKillMidReplace(t *testing.T) {
 
 	b.restore(t, oldT)
 	oldS := b.ipt(t, "-S")
-	start := time.Now()
-	b.restore(t, newT)
-	took := time.Since(start)
+	took, replace := replaceTimes(t, b, newT)
 	newS := b.ipt(t, "-S")
-	t.Logf("the 3,000-rule restore takes %v", took.Round(time.Millisecond))
+	t.Logf("the 3,000-rule restore takes %v, its SET_REPLACE %v", took.Round(time.Millisecond), replace.Round(time.Millisecond))
+	if replace < 20*time.Millisecond {
+		t.Fatalf("the SET_REPLACE took %v: too short to kill the umh inside it", replace)
+	}
 
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
@@ -235,9 +270,15 @@ func TestKillMidReplace(t *testing.T) {
 	for i := 0; i < rounds; i++ {
 		b.restore(t, oldT)
 		pid := umhPid(t)
-		delay := time.Duration(rng.Int63n(int64(took) * 6 / 5))
+		delay := time.Duration(rng.Int63n(int64(replace)))
 		r := b.start(t, newT, "iptables-legacy-restore")
+		rpid := r.cmd.Process.Pid
+		if !gt.Eventually(30*time.Second, func() bool { return inSetsockopt(rpid) || exited(rpid) }) || exited(rpid) {
+			r.wait()
+			t.Fatalf("round %d: iptables-legacy-restore never called setsockopt", i)
+		}
 		time.Sleep(delay)
+		inCall := inSetsockopt(rpid)
 		killUmh(t, pid)
 		out, err := r.wait()
 		s := b.ipt(t, "-S")
@@ -250,20 +291,20 @@ func TestKillMidReplace(t *testing.T) {
 			which = "new"
 			expectProbe(t, fmt.Sprintf("round %d, new table", i), burst, []int{0, burst}, p24, p23)
 		default:
-			t.Fatalf("round %d (kill after %v): iptables-legacy -S shows neither table: %s against the old, %s against the new",
+			t.Fatalf("round %d (kill %v into the SET_REPLACE): iptables-legacy -S shows neither table: %s against the old, %s against the new",
 				i, delay.Round(time.Millisecond), firstDiff(s, oldS), firstDiff(s, newS))
 		}
-		restored := "ok"
+		restored := "it succeeded"
 		if err != nil {
-			restored = fmt.Sprintf("%v: %s", err, strings.TrimSpace(out))
+			restored = fmt.Sprintf("it failed: %v: %s", err, strings.TrimSpace(out))
 		} else if which == "old" {
 			t.Errorf("round %d: iptables-legacy-restore succeeded, yet the old table is in force", i)
 		}
 		lst := parseListing(t, b.ipt(t, "-L", "-v", "-x", "-n"))
 		wantCounter(t, fmt.Sprintf("round %d (%s): the DROP rule", i, which), lst.rule(t, "INPUT", -2), burst)
 		wantCounter(t, fmt.Sprintf("round %d (%s): the ACCEPT rule", i, which), lst.rule(t, "INPUT", -1), burst)
-		t.Logf("round %d: umh %d killed %v into the restore (%s): the %s table is in force", i, pid,
-			delay.Round(time.Millisecond), restored, which)
+		t.Logf("round %d: umh %d killed %v into the SET_REPLACE (still in it: %v); %s; the %s table is in force", i, pid,
+			delay.Round(time.Millisecond), inCall, restored, which)
 		outcomes[which]++
 	}
 	t.Logf("outcomes: %v", outcomes)

@@ -7,6 +7,8 @@ package enforce
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -42,6 +44,9 @@ func umhPid(t testing.TB) int {
 // gone tells whether pid has left /proc (reaped, not only a zombie).
 func gone(pid int) bool { _, ok := gt.ReadProc(pid); return !ok }
 
+// exited tells whether pid has ended (a zombie, or gone).
+func exited(pid int) bool { p, ok := gt.ReadProc(pid); return !ok || p.State == "Z" }
+
 // killUmh SIGKILLs the umh pid and waits until it is gone.
 func killUmh(t testing.TB, pid int) {
 	t.Helper()
@@ -70,6 +75,13 @@ func stopUmh(t testing.TB, pid int) {
 
 // stopped tells whether pid is a stopped process.
 func stopped(pid int) bool { p, ok := gt.ReadProc(pid); return ok && p.State == "T" }
+
+// inSetsockopt tells whether pid is inside setsockopt(2) (syscall 54 on
+// x86_64) right now.
+func inSetsockopt(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
+	return err == nil && strings.HasPrefix(string(b), "54 ")
+}
 
 // bg is a command running in the background; wait returns its output.
 type bg struct {
