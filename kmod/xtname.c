@@ -17,6 +17,7 @@
 
 #include <linux/module.h>
 #include <linux/err.h>
+#include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4.h>
@@ -38,11 +39,14 @@ static const struct xt_table filter_name = {
 	.priority	= NF_IP_PRI_FILTER,
 };
 
+/*
+ * symbol_get() only finds GPL exports: the table info, which has no
+ * entries (no jump stack), is allocated here as xt_alloc_table_info()
+ * would, and freed with kvfree() as xt_free_table_info() would.
+ */
 struct xt_syms {
 	typeof(xt_register_table) *register_table;
 	typeof(xt_unregister_table) *unregister_table;
-	typeof(xt_alloc_table_info) *alloc_table_info;
-	typeof(xt_free_table_info) *free_table_info;
 };
 
 static DEFINE_MUTEX(xtname_lock);
@@ -62,10 +66,6 @@ static void put_syms(void)
 		symbol_put(xt_register_table);
 	if (syms.unregister_table)
 		symbol_put(xt_unregister_table);
-	if (syms.alloc_table_info)
-		symbol_put(xt_alloc_table_info);
-	if (syms.free_table_info)
-		symbol_put(xt_free_table_info);
 	memset(&syms, 0, sizeof(syms));
 }
 
@@ -76,10 +76,7 @@ static int get_syms(void)
 		return 0;
 	syms.register_table = symbol_request(xt_register_table);
 	syms.unregister_table = symbol_get(xt_unregister_table);
-	syms.alloc_table_info = symbol_get(xt_alloc_table_info);
-	syms.free_table_info = symbol_get(xt_free_table_info);
-	if (syms.register_table && syms.unregister_table &&
-	    syms.alloc_table_info && syms.free_table_info)
+	if (syms.register_table && syms.unregister_table)
 		return 0;
 	put_syms();
 	return -ENOENT;
@@ -101,14 +98,12 @@ void bpfilter_xtname_add(struct net *net)
 		pr_err_once("x_tables is not available: iptables-save without -t will not list the filter table\n");
 		goto out;
 	}
-	info = syms.alloc_table_info(0);
-	if (!info) {
-		pr_err("no memory to name the filter table in /proc/net/ip_tables_names\n");
+	info = kvzalloc(sizeof(*info), GFP_KERNEL_ACCOUNT);
+	if (!info)
 		goto out;
-	}
 	table = syms.register_table(net, &filter_name, &bootstrap, info);
 	if (IS_ERR(table)) {
-		syms.free_table_info(info);
+		kvfree(info);
 		/* -EEXIST: ip_tables has its own filter table there. */
 		if (PTR_ERR(table) != -EEXIST)
 			pr_err("cannot name the filter table in /proc/net/ip_tables_names: %ld\n",
@@ -127,7 +122,7 @@ static void drop_table(struct net *net)
 	lockdep_assert_held(&xtname_lock);
 	if (!*t)
 		return;
-	syms.free_table_info(syms.unregister_table(*t));
+	kvfree(syms.unregister_table(*t));
 	*t = NULL;
 }
 
