@@ -17,20 +17,20 @@ import (
 // sees the client's own source.
 func TestNAT(t *testing.T) {
 	r := setupRouted(t)
-	vip := netip.MustParseAddr("10.6.0.100") // no host's: DNAT makes it the DUT's
+	vip := netip.MustParseAddr("10.9.0.100") // off every link, routed to the DUT: DNAT makes it the DUT's
 	nat := `
--A PREROUTING -d 10.6.0.100 -p udp --dport 8000 -j DNAT --to-destination 10.6.0.1:8001
+-A PREROUTING -d 10.9.0.100 -p udp --dport 8000 -j DNAT --to-destination 10.6.0.1:8001
 -A POSTROUTING -o rt-s0 -j MASQUERADE`
 	flows := []flow{
-		{name: "dnat 10.6.0.100:8000 -> 10.6.0.1:8001", from: r.client, to: r.dut, dst: ap(vip, 8000), at: ap(rtDUT, 8001)},
+		{name: "dnat 10.9.0.100:8000 -> 10.6.0.1:8001", from: r.client, to: r.dut, dst: ap(vip, 8000), at: ap(rtDUT, 8001)},
 		r.fwd("masquerade to 10.7.0.2:8100", 8100),
 	}
-	const dn, mq = "dnat 10.6.0.100:8000 -> 10.6.0.1:8001", "masquerade to 10.7.0.2:8100"
+	const dn, mq = "dnat 10.9.0.100:8000 -> 10.6.0.1:8001", "masquerade to 10.7.0.2:8100"
 	differential(t, []string{"iptable_nat", "xt_nat", "xt_MASQUERADE"}, []dcase{
 		{name: "input sees the new destination, forward the old source",
 			nat: nat,
 			rules: `
--A INPUT -d 10.6.0.100 -j DROP
+-A INPUT -d 10.9.0.100 -j DROP
 -A INPUT -p udp --dport 8000 -j DROP
 -A INPUT -d 10.6.0.1 -p udp --dport 8001
 -A FORWARD -s 10.7.0.1 -j DROP
@@ -112,13 +112,13 @@ func TestFragments(t *testing.T) {
 	})
 }
 
-// TestFwmark: the mangle table marks the client's datagrams to 10.6.0.200,
+// TestFwmark: the mangle table marks the client's datagrams to 10.9.0.200
 // an address of no host, and a routing rule sends marked packets to a
-// table where 10.6.0.200 is local: the DUT delivers them, and INPUT (not
+// table where 10.9.0.200 is local: the DUT delivers them, and INPUT (not
 // FORWARD) judges them.
 func TestFwmark(t *testing.T) {
 	r := setupRouted(t)
-	mark := netip.MustParseAddr("10.6.0.200")
+	mark := netip.MustParseAddr("10.9.0.200")
 	rule := netlink.NewRule()
 	rule.Mark, rule.Table, rule.Priority, rule.Family = 0x42, 142, 100, unix.AF_INET
 	if err := r.dut.NL.RuleAdd(rule); err != nil {
@@ -129,7 +129,7 @@ func TestFwmark(t *testing.T) {
 	route := &netlink.Route{Dst: &net.IPNet{IP: mark.AsSlice(), Mask: net.CIDRMask(32, 32)}, Table: 142,
 		Type: unix.RTN_LOCAL, Scope: netlink.SCOPE_HOST, LinkIndex: lo.Attrs().Index}
 	if err := r.dut.NL.RouteAdd(route); err != nil {
-		t.Fatalf("ip route add local 10.6.0.200 dev lo table 142: %v", err)
+		t.Fatalf("ip route add local 10.9.0.200 dev lo table 142: %v", err)
 	}
 	t.Cleanup(func() { _ = r.dut.NL.RouteDel(route) })
 
@@ -138,21 +138,21 @@ func TestFwmark(t *testing.T) {
 		{name: "marked 8300", from: r.client, to: r.dut, dst: ap(mark, 8300), at: ap(any, 8300)},
 		{name: "marked 8301", from: r.client, to: r.dut, dst: ap(mark, 8301), at: ap(any, 8301)},
 	}
-	mangle := `-A PREROUTING -d 10.6.0.200 -j MARK --set-xmark 0x42/0xffffffff`
+	mangle := `-A PREROUTING -d 10.9.0.200 -j MARK --set-xmark 0x42/0xffffffff`
 	differential(t, []string{"iptable_mangle", "xt_mark"}, []dcase{
 		{name: "input judges what the mark delivers",
 			mangle: mangle,
 			rules: `
--A INPUT -d 10.6.0.200 -p udp --dport 8301 -j DROP
--A INPUT -d 10.6.0.200
--A FORWARD -d 10.6.0.200 -j DROP`,
+-A INPUT -d 10.9.0.200 -p udp --dport 8301 -j DROP
+-A INPUT -d 10.9.0.200
+-A FORWARD -d 10.9.0.200 -j DROP`,
 			flows:    flows,
 			want:     map[string]string{"marked 8300": "2/2 arrived", "marked 8301": "0/2 arrived"},
 			counters: map[string]string{"INPUT 1": count(2, 64), "INPUT 2": count(2, 64), "FORWARD 1": "0 0"}},
 		{name: "input policy drop, one port accepted",
 			mangle:   mangle,
 			policy:   map[string]string{"INPUT": "DROP"},
-			rules:    `-A INPUT -d 10.6.0.200 -p udp --dport 8300 -j ACCEPT`,
+			rules:    `-A INPUT -d 10.9.0.200 -p udp --dport 8300 -j ACCEPT`,
 			flows:    flows,
 			want:     map[string]string{"marked 8300": "2/2 arrived", "marked 8301": "0/2 arrived"},
 			counters: map[string]string{"INPUT 1": count(2, 64), "INPUT policy": count(2, 64)}},
