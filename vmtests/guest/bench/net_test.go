@@ -32,10 +32,11 @@ import (
 // Forwarding: src sends to dst (172.16.2.2) through the DUT, whose
 // FORWARD chain judges the packets. Local delivery: src sends to the DUT
 // (172.16.1.1), whose INPUT chain judges them. Only the DUT filters:
-// ip_tables instantiates its filter table in a namespace only when
-// iptables asks for it there, and bpfilter attaches only in the
-// namespaces whose table it was given. Lanes are alike and independent,
-// so that several can hold different tables at once.
+// ip_tables makes its filter table, and with it iptable_filter's hooks, in
+// a namespace only when iptables asks for it there, and bpfilter
+// registers its netfilter hooks only in the namespaces whose table it was
+// given. Lanes are alike and independent, so that several can hold
+// different tables at once.
 const (
 	srcAddr   = "172.16.1.2"
 	dutSrcEnd = "172.16.1.1"

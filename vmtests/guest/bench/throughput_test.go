@@ -3,7 +3,9 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"regexp"
@@ -13,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
-	"github.com/vishvananda/netlink"
 )
 
 // path is how the benchmark datagrams meet the DUT's filter table.
@@ -32,11 +36,19 @@ var paths = []path{
 
 const (
 	ppsWindow = time.Second // one measurement
-	ppsPairs  = 9           // pairs of windows (ip_tables, bpfilter) per path and rule count
+	ppsPairs  = 7           // pairs of windows (ip_tables, bpfilter) per path and rule count
 )
 
-// ppsRules are the rule counts of the packet-rate benchmark.
-var ppsRules = []int{0, 1000}
+// laneRules are the rule counts of the lanes: ppsRules for the packet
+// rate (issue 9's two rows), all of them for the per-packet cost.
+var (
+	laneRules = []int{0, 1, 1000, 10000}
+	ppsRules  = []int{0, 1000}
+)
+
+// noFilter is the rule count of the lane without any filter table: no
+// backend has hooks in its DUT.
+const noFilter = -1
 
 // missRules is a filter table of policy ACCEPT whose INPUT and FORWARD
 // chains each hold n rules that the benchmark datagrams (UDP to the
@@ -57,92 +69,205 @@ func missRules(n int) string {
 
 // ppsLane is a lane of TestThroughput with its table.
 type ppsLane struct {
-	be    gt.Backend
-	rules int
+	be    gt.Backend // unused for the noFilter lane
+	rules int        // or noFilter
 	l     *lane
 	sent  map[string]int64 // datagrams sent through each chain, warm-ups included
 	recvd map[string]int64 // and received
 }
 
-// TestThroughput is the packet rate through a DUT with 0 and 1,000 rules
-// that match nothing, bpfilter against ip_tables: a Go sender in src
-// floods 64-byte UDP datagrams for ppsWindow, and the receiver counts what
-// arrives. The four tables (two backends, two rule counts) live at once,
-// each in a lane of its own: the ip_tables ones are set before bpfilter
-// is loaded, and stay in force after (bpfilter takes over the filter
-// table's sockopts, not the tables ip_tables already holds). So the
-// backends can take turns, window by window, without reloading modules:
-// for each path and rule count, ppsPairs pairs of adjacent windows, one
-// per backend, in alternating order. A machine that slows down for a
-// while slows both windows of a pair; the ratio is the median of the
-// pairs' ratios, each rate the median of its windows. Afterwards each
-// chain's policy counters must show the datagrams, at 64 bytes each: both
-// backends judged every one of them.
+func (pl *ppsLane) String() string {
+	if pl.rules == noFilter {
+		return "lane without filter"
+	}
+	return fmt.Sprintf("%s lane of %d rules", pl.be, pl.rules)
+}
+
+// windowStats are the windows of one lane and path.
+type windowStats struct {
+	pps  []float64 // received per second
+	sent []float64 // sent per second
+	lost []float64 // fraction of the sent that did not arrive
+}
+
+func (w *windowStats) add(m ppsResult, d time.Duration) {
+	w.pps = append(w.pps, m.pps)
+	w.sent = append(w.sent, float64(m.sent)/d.Seconds())
+	if m.sent > 0 {
+		w.lost = append(w.lost, 1-float64(m.received)/float64(m.sent))
+	}
+}
+
+// nsPerPacket is the time per datagram at the median sending rate: the
+// sender's write runs the whole path to the receiving socket (veth hands
+// the packet to the backlog, which the write's bottom-half exit
+// processes on the same CPU), so the rate at which one thread can send is
+// the inverse of the whole path's cost per packet.
+func (w *windowStats) nsPerPacket() float64 { return 1e9 / medianF(w.sent) }
+
+// TestThroughput is the packet rate through a DUT whose rules match
+// nothing, bpfilter against ip_tables, and the per-packet cost of the
+// whole path that follows from it: a Go sender in src floods 64-byte UDP
+// datagrams for ppsWindow, and the receiver counts what arrives. Nine
+// tables live at once, each in a lane of its own: the two backends at 0,
+// 1, 1,000 and 10,000 rules, and a lane without any filter table. The
+// ip_tables ones are set before bpfilter is loaded and stay in force after
+// (bpfilter takes over the filter table's sockopts, not the tables
+// ip_tables already holds); bpfilter registers its hooks only in the
+// namespaces whose table it was given, so each lane runs the hooks of its
+// own backend only (checked: see checkLanes). So the backends take turns,
+// window by window, without reloading modules: for each path,
+// ppsPairs rounds of one window without filter, then, for each rule
+// count, a pair of adjacent windows, one per backend, in alternating
+// order. A machine that slows down for a while slows both windows of a
+// pair; the ratio is the median of the pairs' ratios, each rate the
+// median of its windows. Then, with the kernel's BPF run-time statistics
+// on, one more window per lane gives the time bpfilter's program itself
+// takes on this path. Afterwards each chain's policy counters must show
+// the datagrams, at 64 bytes each: both backends judged every one of
+// them.
 func TestThroughput(t *testing.T) {
 	bigReceiveBuffers(t)
 	gt.Use(t, gt.IPTables)
 	gt.MustRun(t, "modprobe", "xt_tcpudp")
+	none := &ppsLane{rules: noFilter, l: newLane(t), sent: map[string]int64{}, recvd: map[string]int64{}}
 	lanes := map[gt.Backend]map[int]*ppsLane{gt.IPTables: {}, gt.Bpfilter: {}}
 	for _, be := range backends { // ip_tables first: its tables cannot be set while bpfilter is loaded
 		if be == gt.Bpfilter {
 			gt.MustRun(t, "insmod", gt.GoodKO)
 			t.Cleanup(func() { gt.Unload(t) })
 		}
-		for _, n := range ppsRules {
+		for _, n := range laneRules {
 			pl := &ppsLane{be: be, rules: n, l: newLane(t), sent: map[string]int64{}, recvd: map[string]int64{}}
 			pl.l.dut.restore(t, missRules(n))
 			lanes[be][n] = pl
+			if be == gt.IPTables && !hasFilterName(t, pl.l.dut) {
+				t.Fatalf("%s: ip_tables has no filter table there", pl)
+			}
 		}
 	}
+	all := []*ppsLane{none}
 	for _, be := range backends {
-		for _, pl := range lanes[be] {
-			checkOwner(t, pl)
+		for _, n := range laneRules {
+			all = append(all, lanes[be][n])
 		}
 	}
 
-	var tb strings.Builder
-	fmt.Fprintf(&tb, "packets/s through the DUT, UDP, 64-byte packets; medians of %d windows of %v per backend,\n", ppsPairs, ppsWindow)
-	tb.WriteString("ratio: median (and range) of the pairs of adjacent windows:\n")
-	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter / ip_tables |\n|---|---|---|---|---|\n")
+	type key struct {
+		path string
+		lane *ppsLane
+	}
+	stats := map[key]*windowStats{}
+	ratios := map[key][]float64{} // keyed by the bpfilter lane
+	progNs := map[key]float64{}   // bpfilter's program per run, keyed by the bpfilter lane
 	for _, p := range paths {
-		for _, n := range ppsRules {
-			flows := map[gt.Backend]*flow{}
-			for _, be := range backends {
-				flows[be] = openFlow(t, lanes[be][n], p)
-			}
-			pps := map[gt.Backend][]float64{}
-			var ratios []float64
-			for k := 0; k < ppsPairs; k++ {
+		flows := map[*ppsLane]*flow{}
+		for _, pl := range all {
+			flows[pl] = openFlow(t, pl, p)
+			stats[key{p.name, pl}] = &windowStats{}
+		}
+		measure := func(pl *ppsLane, k int) ppsResult {
+			m := flows[pl].window(t, ppsWindow)
+			stats[key{p.name, pl}].add(m, ppsWindow)
+			t.Logf("%s, %s, round %d: %.0f packets/s (%d sent, %d writes failed, %d received)",
+				p.name, pl, k+1, m.pps, m.sent, m.failed, m.received)
+			return m
+		}
+		for k := 0; k < ppsPairs; k++ {
+			measure(none, k)
+			for _, n := range laneRules {
 				order := backends
 				if k%2 == 1 {
 					order = []gt.Backend{backends[1], backends[0]}
 				}
 				got := map[gt.Backend]float64{}
 				for _, be := range order {
-					m := flows[be].window(t, ppsWindow)
-					got[be] = m.pps
-					pps[be] = append(pps[be], m.pps)
-					t.Logf("%s, %d rules, pair %d, %s: %.0f packets/s (%d sent, %d writes failed, %d received)",
-						p.name, n, k+1, be, m.pps, m.sent, m.failed, m.received)
+					got[be] = measure(lanes[be][n], k).pps
 				}
-				ratios = append(ratios, got[gt.Bpfilter]/got[gt.IPTables])
+				bk := key{p.name, lanes[gt.Bpfilter][n]}
+				ratios[bk] = append(ratios[bk], got[gt.Bpfilter]/got[gt.IPTables])
 			}
-			for _, be := range backends {
-				flows[be].close(t)
+		}
+		// One more window per lane with the run-time statistics on: only
+		// bpfilter's lanes run its programs, once per datagram.
+		statsOn, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+		if err != nil {
+			t.Fatalf("BPF_ENABLE_STATS: %v", err)
+		}
+		for _, pl := range all {
+			before := progStats(t)
+			m := flows[pl].window(t, ppsWindow)
+			runs, runtime := progStatsSince(t, before)
+			t.Logf("%s, %s, with BPF statistics: %.0f packets/s (%d sent, %d received); %d program runs, %v",
+				p.name, pl, m.pps, m.sent, m.received, runs, runtime)
+			if pl.rules == noFilter || pl.be == gt.IPTables {
+				if runs != 0 {
+					t.Errorf("%s, %s: bpfilter's programs ran %d times", p.name, pl, runs)
+				}
+				continue
 			}
+			if runs < uint64(m.received) {
+				t.Errorf("%s, %s: %d datagrams arrived, bpfilter's programs ran %d times", p.name, pl, m.received, runs)
+			}
+			if runs > 0 {
+				progNs[key{p.name, pl}] = float64(runtime.Nanoseconds()) / float64(runs)
+			}
+		}
+		if err := statsOn.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, pl := range all {
+			flows[pl].close(t)
+		}
+	}
+
+	var tb strings.Builder
+	fmt.Fprintf(&tb, "packets/s received through the DUT, UDP, 64-byte packets; medians of %d windows of %v per backend,\n", ppsPairs, ppsWindow)
+	tb.WriteString("ratio: median (and range) of the pairs of adjacent windows:\n")
+	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter / ip_tables |\n|---|---|---|---|---|\n")
+	for _, p := range paths {
+		for _, n := range laneRules {
+			ipt, bpf := stats[key{p.name, lanes[gt.IPTables][n]}], stats[key{p.name, lanes[gt.Bpfilter][n]}]
+			r := ratios[key{p.name, lanes[gt.Bpfilter][n]}]
 			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %.2f (%.2f..%.2f) |\n", p.name, thousands(int64(n)),
-				thousands(int64(medianF(pps[gt.IPTables]))), thousands(int64(medianF(pps[gt.Bpfilter]))),
-				medianF(ratios), slices.Min(ratios), slices.Max(ratios))
+				thousands(int64(medianF(ipt.pps))), thousands(int64(medianF(bpf.pps))),
+				medianF(r), slices.Min(r), slices.Max(r))
+		}
+	}
+	tb.WriteString("\nper-packet cost of the whole path, from the median sending rate (1 s / packets sent per second),\n")
+	tb.WriteString("and beyond the lane without filter; bpfilter's program alone on this path (BPF run-time statistics);\n")
+	tb.WriteString("in brackets: the median fraction of the sent datagrams that did not arrive:\n")
+	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter's program |\n|---|---|---|---|---|\n")
+	for _, p := range paths {
+		base := stats[key{p.name, none}]
+		fmt.Fprintf(&tb, "| %s | no filter | %s ns [%.0f%%] | | |\n", p.name,
+			thousands(int64(base.nsPerPacket()+0.5)), 100*medianF(base.lost))
+		cell := func(w *windowStats) string {
+			d := w.nsPerPacket() - base.nsPerPacket()
+			return fmt.Sprintf("%s ns (%+d) [%.0f%%]", thousands(int64(w.nsPerPacket()+0.5)), int64(d), 100*medianF(w.lost))
+		}
+		for _, n := range laneRules {
+			bl := lanes[gt.Bpfilter][n]
+			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %s ns |\n", p.name, thousands(int64(n)),
+				cell(stats[key{p.name, lanes[gt.IPTables][n]}]), cell(stats[key{p.name, bl}]),
+				thousands(int64(progNs[key{p.name, bl}]+0.5)))
 		}
 	}
 
 	// The counters: bpfilter's first, then ip_tables' (which iptables
 	// reaches only when bpfilter is gone).
-	for _, n := range ppsRules {
+	for _, n := range laneRules {
 		checkPolicyCounters(t, lanes[gt.Bpfilter][n])
 	}
 	gt.MustRun(t, "rmmod", "bpfilter")
-	for _, n := range ppsRules {
+	// bpfilter's name of the filter table goes with it: had iptable_filter
+	// made a table in a bpfilter lane, it would still be there.
+	for _, pl := range append([]*ppsLane{none}, slices.Collect(maps.Values(lanes[gt.Bpfilter]))...) {
+		if hasFilterName(t, pl.l.dut) {
+			t.Errorf("%s: ip_tables has a filter table there", pl)
+		}
+	}
+	for _, n := range laneRules {
 		pl := lanes[gt.IPTables][n]
 		checkPolicyCounters(t, pl)
 		// Emptied, the table no longer pins iptable_filter.
@@ -152,51 +277,65 @@ func TestThroughput(t *testing.T) {
 	t.Log("\n" + tb.String())
 }
 
-// checkOwner fails t unless the filter table of pl's DUT is held by
-// pl.be: ip_tables has a filter table there exactly for ip_tables lanes,
-// and bpfilter's filters sit on the DUT's interfaces exactly for bpfilter
-// lanes.
-func checkOwner(t *testing.T, pl *ppsLane) {
+// hasFilterName tells whether /proc/net/ip_tables_names of n names the
+// filter table: ip_tables' own or, while bpfilter is loaded and served the
+// namespace, bpfilter's hookless name for it.
+func hasFilterName(t *testing.T, n *ns) bool {
 	t.Helper()
 	var names []byte
-	err := pl.l.dut.do(func() (err error) {
+	err := n.do(func() (err error) {
 		names, err = os.ReadFile("/proc/thread-self/net/ip_tables_names")
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ipt := slices.Contains(strings.Fields(string(names)), "filter")
-	var ours []string
-	for _, dev := range []string{"dut-s", "dut-d"} {
-		link, err := pl.l.dut.nl.LinkByName(dev)
+	return slices.Contains(strings.Fields(string(names)), "filter")
+}
+
+// progRuns are the run-time statistics of the SCHED_CLS programs loaded,
+// by id.
+type progRuns map[ebpf.ProgramID]ebpf.ProgramStats
+
+func progStats(t *testing.T) progRuns {
+	t.Helper()
+	res := progRuns{}
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return res
+		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("BPF_PROG_GET_NEXT_ID: %v", err)
 		}
-		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-			fs, err := pl.l.dut.nl.FilterList(link, parent)
+		id = next
+		prog, err := ebpf.NewProgramFromID(id)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // gone meanwhile
+		}
+		if err != nil {
+			t.Fatalf("program %d: %v", id, err)
+		}
+		if prog.Type() == ebpf.SchedCLS {
+			st, err := prog.Stats()
 			if err != nil {
-				t.Fatalf("filters of %s: %v", dev, err)
+				t.Fatalf("program %d: %v", id, err)
 			}
-			for _, f := range fs {
-				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "bpfilter_") {
-					ours = append(ours, dev+":"+bf.Name)
-				}
-			}
+			res[id] = *st
 		}
+		prog.Close()
 	}
-	switch pl.be {
-	case gt.IPTables:
-		if !ipt || len(ours) != 0 {
-			t.Fatalf("ip_tables lane of %d rules: ip_tables' filter table there: %v, bpfilter's filters: %v",
-				pl.rules, ipt, ours)
-		}
-	case gt.Bpfilter:
-		if ipt || len(ours) != 4 {
-			t.Fatalf("bpfilter lane of %d rules: ip_tables' filter table there: %v, bpfilter's filters: %v (want 4)",
-				pl.rules, ipt, ours)
-		}
+}
+
+// progStatsSince is the runs and run time of the programs since before.
+func progStatsSince(t *testing.T, before progRuns) (runs uint64, runtime time.Duration) {
+	t.Helper()
+	for id, st := range progStats(t) {
+		b := before[id]
+		runs += st.RunCount - b.RunCount
+		runtime += st.Runtime - b.Runtime
 	}
+	return runs, runtime
 }
 
 type ppsResult struct {
@@ -230,7 +369,7 @@ func openFlow(t *testing.T, pl *ppsLane, p path) *flow {
 	warm, _ := flood(f.sc, f.tag, 100*time.Millisecond)
 	pl.sent[p.chain] += warm
 	if !gt.Eventually(3*time.Second, func() bool { return f.r.n.Load() > 0 }) {
-		t.Fatalf("%s lane of %d rules, %s: none of %d warm-up datagrams arrived", pl.be, pl.rules, p.name, warm)
+		t.Fatalf("%s, %s: none of %d warm-up datagrams arrived", pl, p.name, warm)
 	}
 	if !f.r.quiet(200*time.Millisecond, 10*time.Second) {
 		t.Fatal("warm-up datagrams kept coming")
@@ -250,7 +389,7 @@ func (f *flow) window(t *testing.T, d time.Duration) ppsResult {
 	got := f.r.n.Load() - before
 	f.pl.recvd[f.p.chain] += got
 	if got == 0 {
-		t.Fatalf("%s lane of %d rules, %s: none of %d datagrams arrived", f.pl.be, f.pl.rules, f.p.name, sent)
+		t.Fatalf("%s, %s: none of %d datagrams arrived", f.pl, f.p.name, sent)
 	}
 	return ppsResult{pps: float64(got) / d.Seconds(), sent: sent, failed: failed, received: got}
 }
@@ -280,13 +419,13 @@ func checkPolicyCounters(t *testing.T, pl *ppsLane) {
 		m := policyRE.FindStringSubmatch(out)
 		if m == nil {
 			first, _, _ := strings.Cut(out, "\n")
-			t.Fatalf("%s lane of %d rules: no policy counters in %q", pl.be, pl.rules, first)
+			t.Fatalf("%s: no policy counters in %q", pl, first)
 		}
 		pkts, _ := strconv.ParseInt(m[1], 10, 64)
 		bytes, _ := strconv.ParseInt(m[2], 10, 64)
 		if pkts < pl.recvd[p.chain] || pkts > pl.sent[p.chain] || bytes != 64*pkts {
-			t.Errorf("%s lane of %d rules: %s policy counted %d packets, %d bytes; want %d..%d packets of 64 bytes",
-				pl.be, pl.rules, p.chain, pkts, bytes, pl.recvd[p.chain], pl.sent[p.chain])
+			t.Errorf("%s: %s policy counted %d packets, %d bytes; want %d..%d packets of 64 bytes",
+				pl, p.chain, pkts, bytes, pl.recvd[p.chain], pl.sent[p.chain])
 		}
 	}
 }
