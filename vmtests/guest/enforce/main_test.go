@@ -16,7 +16,7 @@
 //     restore: the old table or the new one is in force, and listed.
 //   - TestNamespaceExit: a namespace's programs go with it while the umh
 //     is stopped; the umh, continued, goes on.
-//   - TestReplaceUnderLoad: 100 replacements of the table between two
+//   - TestReplaceUnderLoad: 40 replacements of the table between two
 //     differently built rulesets under a steady UDP stream: no dropped
 //     packet arrives, no accepted one is lost.
 //   - TestNewInterface: an interface and a namespace made after the rules
