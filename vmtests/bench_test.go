@@ -22,13 +22,16 @@ const codegenPkg = "github.com/bpfilter/bpfilter/umh/internal/codegen"
 // TestBench is `make bench` (not part of `make test`), all in one run:
 //
 //  1. host: the code generator's per-packet benchmark (BenchmarkMatchLast,
-//     BPF_PROG_TEST_RUN) on this machine's kernel, as root;
+//     BPF_PROG_TEST_RUN) on this machine's kernel, as root, and the time to
+//     compile and load 10,000 rules (BenchmarkCompileLoad, the umh's part
+//     of a restore; the VM runs it too);
 //  2. VM: the same benchmark on the 6.1 test kernel, every table and size
 //     (the guest binary is linked with codegen.benchAll set: without it,
 //     TestCodegen measures only two sizes);
 //  3. VM: vmtests/guest/bench, bpfilter against ip_tables: the packet
-//     rate through veth pairs, restore to enforcement, and the timing of
-//     iptables-legacy-restore, -L and -S.
+//     rate through veth pairs and the per-packet cost of the whole path
+//     (netfilter hook, the module's wrapper, the program), restore to
+//     enforcement, and the timing of iptables-legacy-restore, -L and -S.
 //
 // The per-packet tables are printed at the end, as README shows them; the
 // guest's tables are in its tests' output.
@@ -42,7 +45,7 @@ func TestBench(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Fatal("the host's per-packet benchmark needs root (BPF_PROG_TEST_RUN): run make bench as root")
 		}
-		cmd := exec.Command("go", "test", "-count=1", "-run=^$", "-bench=^BenchmarkMatchLast$", codegenPkg)
+		cmd := exec.Command("go", "test", "-count=1", "-run=^$", "-bench=^(BenchmarkMatchLast|BenchmarkCompileLoad)$", codegenPkg)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("go test -bench: %v\n%s", err, out)

@@ -121,3 +121,35 @@ func median(ds []time.Duration) time.Duration {
 	}
 	return ds[m]
 }
+
+// BenchmarkCompileLoad is the umh's part of a restore of 10,000 rules of
+// one shape (as TestRestoreToEnforcement restores): Compile (the table to
+// programs and map contents) and Load (maps created and filled, programs
+// through the verifier), each timed on its own. In the VM it runs only
+// under `make bench`.
+func BenchmarkCompileLoad(b *testing.B) {
+	needBPF(b)
+	if inVM && benchAll == "" {
+		b.Skip("make bench only")
+	}
+	tb := matchLast(b, 10000, 1)
+	var compile, load []time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		spec, err := Compile(tb, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		compiled := time.Now()
+		objs, err := spec.Load(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		loaded := time.Now()
+		objs.Close()
+		compile = append(compile, compiled.Sub(start))
+		load = append(load, loaded.Sub(compiled))
+	}
+	b.ReportMetric(float64(median(compile).Microseconds())/1000, "ms/compile")
+	b.ReportMetric(float64(median(load).Microseconds())/1000, "ms/load")
+}
