@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
 )
@@ -76,11 +79,23 @@ func stopUmh(t testing.TB, pid int) {
 // stopped tells whether pid is a stopped process.
 func stopped(pid int) bool { p, ok := gt.ReadProc(pid); return ok && p.State == "T" }
 
-// inSetsockopt tells whether pid is inside setsockopt(2) (syscall 54 on
-// x86_64) right now.
-func inSetsockopt(pid int) bool {
+// syscallOf is the syscall that pid is blocked in (-1: none, in user
+// space), and false if that cannot be told: the task is on a CPU
+// ("running") or gone.
+func syscallOf(pid int) (int, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
-	return err == nil && strings.HasPrefix(string(b), "54 ")
+	if err != nil {
+		return 0, false
+	}
+	nr, err := strconv.Atoi(strings.Fields(string(b) + " x")[0])
+	return nr, err == nil
+}
+
+// inSetsockopt tells whether pid is blocked inside setsockopt(2) (syscall
+// 54 on x86_64) right now.
+func inSetsockopt(pid int) bool {
+	nr, ok := syscallOf(pid)
+	return ok && nr == unix.SYS_SETSOCKOPT
 }
 
 // bg is a command running in the background; wait returns its output.
