@@ -31,7 +31,8 @@
 #include "umh_blob.h"
 
 /* As x_tables.c's XT_MAX_TABLE_SIZE, plus a replace's header. */
-#define BPFILTER_MAX_LEN	(512 * 1024 * 1024 + sizeof(struct ipt_replace))
+/* ip_tables' XT_MAX_TABLE_SIZE: no table, and no counters, are larger. */
+#define BPFILTER_MAX_TABLE	(512 * 1024 * 1024)
 
 /*
  * bpfilter.timeout_ms: the longest a request to the umh may take, from its
@@ -228,10 +229,15 @@ static bool trace;
 module_param(trace, bool, 0644);
 MODULE_PARM_DESC(trace, "log every forwarded sockopt call in the kernel log");
 
+bool bpfilter_tracing(void)
+{
+	return READ_ONCE(trace);
+}
+
 /* The flags of every request: the module's own ones are traced too. */
 static u32 req_flags(void)
 {
-	return READ_ONCE(trace) ? BPFILTER_REQ_TRACE : 0;
+	return bpfilter_tracing() ? BPFILTER_REQ_TRACE : 0;
 }
 
 /*
@@ -286,32 +292,142 @@ static int send_exits(void)
 }
 
 /*
- * IPT_SO_SET_REPLACE's old counters go where the caller's ipt_replace
- * says, in pieces of the request's buffer. As ip_tables: the table is
- * replaced already, so a failed copy is only a warning.
+ * Copies len bytes of the umh's reply to the caller at to, through a bounce
+ * page. A failed copy_to_user() does not stop the reading: the reply must
+ * be read to its end. Returns whether every byte was copied, or a negative
+ * errno if the umh failed.
  */
-static int copy_counters(const struct ipt_replace *repl, u32 len, void *buf,
-			 size_t size, unsigned long *left)
+static int umh_to_user(void __user *to, u32 len, unsigned long *left)
 {
-	void __user *to = repl->counters;
 	bool copied = true;
+	void *page;
 	size_t n;
 	int err;
 
-	if (len > (u64)repl->num_counters * sizeof(struct xt_counters))
-		return umh_fail(-EPROTO);
+	page = (void *)__get_free_page(GFP_KERNEL_ACCOUNT);
+	if (!page)
+		return -ENOMEM;
 	while (len) {
-		n = min_t(size_t, len, size);
-		err = umh_read(buf, n, left);
-		if (err)
+		n = min_t(size_t, len, PAGE_SIZE);
+		err = umh_read(page, n, left);
+		if (err) {
+			free_page((unsigned long)page);
 			return umh_fail(err);
-		if (copied && copy_to_user(to, buf, n))
+		}
+		if (copied && copy_to_user(to, page, n))
 			copied = false;
 		to += n;
 		len -= n;
 	}
-	if (!copied)
+	free_page((unsigned long)page);
+	return copied;
+}
+
+/*
+ * A get's answer: segments of optval to write. Any byte outside optlen is
+ * a broken protocol; a failed copy is -EFAULT, as ip_tables' copy_to_user.
+ */
+static int copy_segments(void __user *optval, unsigned int optlen, u32 len,
+			 unsigned long *left)
+{
+	struct mbox_segment seg;
+	bool copied = true;
+	int ret;
+
+	while (len) {
+		if (len < sizeof(seg))
+			return umh_fail(-EPROTO);
+		ret = umh_read(&seg, sizeof(seg), left);
+		if (ret)
+			return umh_fail(ret);
+		len -= sizeof(seg);
+		if (seg.len > len || seg.off > optlen ||
+		    seg.len > optlen - seg.off)
+			return umh_fail(-EPROTO);
+		ret = umh_to_user(optval + seg.off, seg.len, left);
+		if (ret < 0)
+			return ret;
+		copied = copied && ret;
+		len -= seg.len;
+	}
+	return copied ? 0 : -EFAULT;
+}
+
+/*
+ * IPT_SO_SET_REPLACE's old counters go where the caller's ipt_replace
+ * says. As ip_tables: the table is replaced already, so a failed copy is
+ * only a warning.
+ */
+static int copy_counters(const struct ipt_replace *repl, u32 len,
+			 unsigned long *left)
+{
+	int ret;
+
+	if (len > (u64)repl->num_counters * sizeof(struct xt_counters))
+		return umh_fail(-EPROTO);
+	ret = umh_to_user(repl->counters, len, left);
+	if (ret < 0)
+		return ret;
+	if (!ret)
 		pr_warn("counters copy to user failed while replacing table\n");
+	return 0;
+}
+
+/*
+ * How much of optval a call reads, as ip_tables reads it: the header (which
+ * it reads here), and for a set what the header says follows. Where
+ * ip_tables refuses the call from optlen or the header alone, or could not
+ * allocate what follows, it reads no more: the umh, which gets optlen,
+ * refuses the call with ip_tables' errno. So a caller can make the module
+ * allocate no more than ip_tables would, and a fault comes where ip_tables
+ * meets it. Returns the length, or a negative errno.
+ */
+static long call_len(int optname, bool is_set, sockptr_t optval,
+		     unsigned int optlen)
+{
+	union {
+		struct ipt_replace repl;
+		struct xt_counters_info info;
+	} h;
+
+	if (!is_set) {
+		switch (optname) {
+		case IPT_SO_GET_INFO:
+			return optlen == sizeof(struct ipt_getinfo) ? optlen : 0;
+		case IPT_SO_GET_ENTRIES:
+			return optlen >= sizeof(struct ipt_get_entries) ?
+			       sizeof(struct ipt_get_entries) : 0;
+		case IPT_SO_GET_REVISION_MATCH:
+		case IPT_SO_GET_REVISION_TARGET:
+			return optlen == sizeof(struct xt_get_revision) ?
+			       optlen : 0;
+		}
+		return 0;
+	}
+	switch (optname) {
+	case IPT_SO_SET_REPLACE:	/* do_replace() */
+		if (optlen < sizeof(h.repl))
+			return 0;
+		if (copy_from_sockptr(&h.repl, optval, sizeof(h.repl)))
+			return -EFAULT;
+		if (h.repl.num_counters >= INT_MAX / sizeof(struct xt_counters) ||
+		    !h.repl.num_counters ||
+		    (u64)optlen < (u64)h.repl.size + sizeof(h.repl) ||
+		    (u64)h.repl.size + sizeof(struct xt_table_info) >=
+		    BPFILTER_MAX_TABLE)
+			return sizeof(h.repl);
+		return sizeof(h.repl) + h.repl.size;
+	case IPT_SO_SET_ADD_COUNTERS:	/* xt_copy_counters() */
+		if (optlen <= sizeof(h.info))
+			return 0;
+		if (copy_from_sockptr(&h.info, optval, sizeof(h.info)))
+			return -EFAULT;
+		if ((u64)h.info.num_counters * sizeof(struct xt_counters) !=
+		    optlen - sizeof(h.info) ||
+		    optlen - sizeof(h.info) >= BPFILTER_MAX_TABLE)
+			return sizeof(h.info);
+		return optlen;
+	}
 	return 0;
 }
 
@@ -334,17 +450,17 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 {
 	struct net *net = sock_net(sk);
 	struct mbox_request req = {
-		.len	= optlen,
 		.is_set	= is_set,
 		.cmd	= optname,
 		.pid	= current->pid,
 		.flags	= req_flags(),
+		.optlen	= optlen,
 	};
 	unsigned long left;
-	struct ipt_replace repl;
 	struct mbox_reply reply;
 	bool filter = false;
 	void *buf = NULL;
+	long len;
 	int err;
 
 	lockdep_assert_held(&bpfilter_ops.lock);
@@ -355,22 +471,20 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 		pr_err("sockopt from kernel memory is not supported\n");
 		return -EFAULT;
 	}
-	/*
-	 * No table is that large: ip_tables cannot allocate it for a set,
-	 * and its length checks refuse such a get.
-	 */
-	if (optlen > BPFILTER_MAX_LEN)
-		return is_set ? -ENOMEM : -EINVAL;
-	if (optlen) {
-		buf = kvmalloc(optlen, GFP_KERNEL_ACCOUNT);
+	len = call_len(optname, is_set, optval, optlen);
+	if (len < 0)
+		return len;
+	if (len) {
+		buf = kvmalloc(len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!buf)
 			return -ENOMEM;
-		if (copy_from_sockptr(buf, optval, optlen)) {
+		if (copy_from_sockptr(buf, optval, len)) {
 			err = -EFAULT;
 			goto out;
 		}
-		filter = names_filter(optname, buf, optlen);
+		filter = names_filter(optname, buf, len);
 	}
+	req.len = len;
 
 	err = send_exits();
 	if (err)
@@ -385,19 +499,13 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 	if (!reply.len)
 		goto out;
 
-	if (!err && !is_set && reply.len <= optlen) {
-		err = umh_read(buf, reply.len, &left);
-		if (err)
-			err = umh_fail(err);
-		else if (copy_to_user(optval.user, buf, reply.len))
-			err = -EFAULT;
-	} else if (!err && is_set && optname == IPT_SO_SET_REPLACE &&
-		   optlen >= sizeof(repl)) {
-		memcpy(&repl, buf, sizeof(repl));
-		err = copy_counters(&repl, reply.len, buf, optlen, &left);
-	} else {
+	if (!err && !is_set)
+		err = copy_segments(optval.user, optlen, reply.len, &left);
+	else if (!err && optname == IPT_SO_SET_REPLACE &&
+		 len >= sizeof(struct ipt_replace))
+		err = copy_counters(buf, reply.len, &left);
+	else
 		err = umh_fail(-EPROTO);
-	}
 out:
 	if (!err && filter)
 		bpfilter_xtname_add(net);

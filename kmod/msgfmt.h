@@ -31,16 +31,17 @@
 
 struct mbox_request {
 	__u64 netns;	/* net_cookie of the socket's network namespace */
-	__u32 len;	/* bytes of payload after this header: the caller's
-			 * optval, optlen bytes (for a get too: the umh
-			 * answers with the buffer as the caller would see
-			 * it)
+	__u32 len;	/* bytes of payload after this header: the first len
+			 * bytes of the caller's optval, those that ip_tables
+			 * would read for this call (its header, and for a
+			 * set what the header says follows, unless optlen
+			 * or the header alone make ip_tables refuse it)
 			 */
 	__u32 is_set;	/* 1 for setsockopt, 0 for getsockopt */
 	__u32 cmd;	/* optname, or BPFILTER_CMD_* */
 	__u32 pid;	/* caller's pid in the initial pid namespace (logs) */
 	__u32 flags;	/* BPFILTER_REQ_* */
-	__u32 pad;	/* 0 */
+	__u32 optlen;	/* the caller's optlen */
 };
 
 /* Request flags. */
@@ -48,7 +49,9 @@ struct mbox_request {
 
 /*
  * The payload that follows a reply, len bytes:
- * - for a get answered 0: the new contents of optval[0, len), len <= optlen;
+ * - for a get answered 0: what to write into optval, as segments: each a
+ *   struct mbox_segment and its len bytes, at off, within optlen (ip_tables
+ *   leaves some bytes of a GET_ENTRIES buffer as the caller had them);
  * - for IPT_SO_SET_REPLACE answered 0: the old counters, which the module
  *   copies to the caller's ipt_replace.counters (as ip_tables does), len at
  *   most num_counters * sizeof(struct xt_counters);
@@ -57,6 +60,11 @@ struct mbox_request {
 struct mbox_reply {
 	__s32 status;	/* 0, or a negative errno */
 	__u32 len;	/* bytes of payload after this header */
+};
+
+struct mbox_segment {
+	__u32 off;	/* in optval */
+	__u32 len;	/* bytes that follow */
 };
 
 /*

@@ -48,7 +48,7 @@ func main() {
 	enf.Resume(tables.Restore)
 	s := &server.Server{
 		Handler: server.HandlerFunc(func(req wire.Request, optval []byte) (int32, []byte, string) {
-			mem := table.NewBuffer(optval)
+			mem := table.NewBuffer(optval, req.Optlen)
 			status, reason := tables.Sockopt(req.Netns, req.Cmd, req.IsSet != 0, mem)
 			return status, mem.Answer(req.IsSet != 0, status), reason
 		}),

@@ -129,5 +129,5 @@ func describe(req wire.Request) string {
 	if req.IsSet != 0 {
 		op = "set"
 	}
-	return fmt.Sprintf("%ssockopt %d len %d pid %d netns %d", op, req.Cmd, req.Len, req.Pid, req.Netns)
+	return fmt.Sprintf("%ssockopt %d len %d pid %d netns %d", op, req.Cmd, req.Optlen, req.Pid, req.Netns)
 }

@@ -35,6 +35,9 @@ func replies(t *testing.T, b []byte) []int32 {
 
 // withPayload is a request and len bytes of payload.
 func withPayload(r wire.Request) []byte {
+	if r.Optlen == 0 {
+		r.Optlen = r.Len
+	}
 	return append(r.Encode(), make([]byte, r.Len)...)
 }
 
@@ -42,7 +45,7 @@ func TestServe(t *testing.T) {
 	var in bytes.Buffer
 	in.Write(wire.Request{Cmd: wire.CmdHealth, Pid: 1}.Encode())
 	in.Write(withPayload(wire.Request{Cmd: 64, IsSet: 1, Len: 10, Pid: 2, Flags: wire.FlagTrace}))
-	in.Write(append(wire.Request{Cmd: 66, Len: 4, Pid: 3}.Encode(), 1, 2, 3, 4))
+	in.Write(append(wire.Request{Cmd: 66, Len: 4, Optlen: 4, Pid: 3}.Encode(), 1, 2, 3, 4))
 	var seen []wire.Request
 	var payloads [][]byte
 	var out, log bytes.Buffer
@@ -101,7 +104,7 @@ func TestServeBadInput(t *testing.T) {
 	}{
 		{"short", wire.Request{Cmd: 64}.Encode()[:7], wire.ErrShort},
 		{"garbled", wire.Request{Cmd: 64, IsSet: 3}.Encode(), nil},
-		{"payload cut short", wire.Request{Cmd: 64, Len: 8}.Encode(), wire.ErrShort},
+		{"payload cut short", wire.Request{Cmd: 64, Len: 8, Optlen: 8}.Encode(), wire.ErrShort},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -68,17 +68,47 @@ func (s *Tables) getEntries(netns uint64, mem Memory) (int32, string) {
 	if size != t.Size {
 		return -int32(unix.EAGAIN), fmt.Sprintf("IPT_SO_GET_ENTRIES: size %d, but the table has %d", size, t.Size)
 	}
-	buf, err := readAll(mem, ipt.GetEntriesSize, uint64(size))
-	if err != nil {
-		return efault(fmt.Errorf("IPT_SO_GET_ENTRIES: %w", err))
-	}
-	if err := t.WriteEntries(buf, counters); err != nil {
-		return efault(fmt.Errorf("IPT_SO_GET_ENTRIES: %w", err))
-	}
-	if err := writeFull(mem, buf, ipt.GetEntriesSize); err != nil {
-		return efault(fmt.Errorf("IPT_SO_GET_ENTRIES: %w", err))
+	for _, w := range entryWrites(t, counters) {
+		if err := writeFull(mem, w.data, ipt.GetEntriesSize+int64(w.off)); err != nil {
+			return efault(fmt.Errorf("IPT_SO_GET_ENTRIES: %w", err))
+		}
 	}
 	return 0, ""
+}
+
+// write is a run of bytes that GET_ENTRIES writes, at off in the entries.
+type write struct {
+	off  int
+	data []byte
+}
+
+// entryWrites are the runs of bytes that copy_entries_to_user writes:
+// ipt.Table.WriteEntries leaves some bytes of the caller's buffer as they
+// were, so it is laid over two buffers, one of zeros and one of 0xFF, and
+// the bytes that come out the same in both are those it writes. The
+// module writes only those into the caller's buffer.
+func entryWrites(t *ipt.Table, counters []ipt.Counters) []write {
+	zeros, ones := make([]byte, t.Size), make([]byte, t.Size)
+	for i := range ones {
+		ones[i] = 0xFF
+	}
+	// WriteEntries fails only on a dst of the wrong size.
+	t.WriteEntries(zeros, counters)
+	t.WriteEntries(ones, counters)
+	var out []write
+	for i := 0; i < len(zeros); {
+		if zeros[i] != ones[i] {
+			i++
+			continue
+		}
+		j := i
+		for j < len(zeros) && zeros[j] == ones[j] {
+			j++
+		}
+		out = append(out, write{off: i, data: zeros[i:j]})
+		i = j
+	}
+	return out
 }
 
 // getRevision answers IPT_SO_GET_REVISION_MATCH/TARGET like ip_tables

@@ -107,6 +107,12 @@ func (s *Tables) addCounters(netns uint64, mem Memory) (int32, string) {
 		return einval("IPT_SO_SET_ADD_COUNTERS: %d counters need %d bytes, optlen leaves %d", num, size, optlen-ipt.CountersInfoSize)
 	}
 	raw, err := readAll(mem, ipt.CountersInfoSize, optlen-ipt.CountersInfoSize)
+	if errors.Is(err, ErrNotCopied) {
+		// More counters than the module copies, which is more than
+		// any table has entries: ip_tables copies them, then finds
+		// the number wrong.
+		return einval("IPT_SO_SET_ADD_COUNTERS: %d counters, more than any table has entries", num)
+	}
 	if err != nil {
 		return efault(fmt.Errorf("IPT_SO_SET_ADD_COUNTERS: %w", err))
 	}

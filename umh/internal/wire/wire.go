@@ -43,13 +43,13 @@ const MaxPayload = 512<<20 + 4096
 
 // Request is struct mbox_request.
 type Request struct {
-	Netns uint64 // net_cookie of the caller's network namespace
-	Len   uint32 // bytes of payload: the caller's optval, optlen bytes
-	IsSet uint32 // 1 for setsockopt, 0 for getsockopt
-	Cmd   uint32 // optname, or Cmd*
-	Pid   uint32 // caller's pid in the initial pid namespace, for logs
-	Flags uint32 // Flag* bits
-	Pad   uint32
+	Netns  uint64 // net_cookie of the caller's network namespace
+	Len    uint32 // bytes of payload: the caller's optval, optlen bytes
+	IsSet  uint32 // 1 for setsockopt, 0 for getsockopt
+	Cmd    uint32 // optname, or Cmd*
+	Pid    uint32 // caller's pid in the initial pid namespace, for logs
+	Flags  uint32 // Flag* bits
+	Optlen uint32 // the caller's optlen (the payload is what the call reads of it)
 }
 
 // Reply is struct mbox_reply: 0 or a negative errno, and the length of
@@ -97,23 +97,23 @@ func DecodeRequest(b []byte) (Request, error) {
 	}
 	le := binary.LittleEndian
 	req := Request{
-		Netns: le.Uint64(b[0:]),
-		Len:   le.Uint32(b[8:]),
-		IsSet: le.Uint32(b[12:]),
-		Cmd:   le.Uint32(b[16:]),
-		Pid:   le.Uint32(b[20:]),
-		Flags: le.Uint32(b[24:]),
-		Pad:   le.Uint32(b[28:]),
+		Netns:  le.Uint64(b[0:]),
+		Len:    le.Uint32(b[8:]),
+		IsSet:  le.Uint32(b[12:]),
+		Cmd:    le.Uint32(b[16:]),
+		Pid:    le.Uint32(b[20:]),
+		Flags:  le.Uint32(b[24:]),
+		Optlen: le.Uint32(b[28:]),
 	}
 	switch {
 	case req.IsSet > 1:
 		return req, fmt.Errorf("garbled request: is_set %d", req.IsSet)
 	case req.Flags&^knownFlags != 0:
 		return req, fmt.Errorf("garbled request: flags %#x", req.Flags)
-	case req.Pad != 0:
-		return req, fmt.Errorf("garbled request: pad %#x", req.Pad)
 	case req.Len > MaxPayload:
 		return req, fmt.Errorf("garbled request: payload of %d bytes", req.Len)
+	case req.Cmd >= FirstSockopt && req.Len > req.Optlen:
+		return req, fmt.Errorf("garbled request: payload of %d bytes, optlen %d", req.Len, req.Optlen)
 	}
 	return req, nil
 }
@@ -128,7 +128,7 @@ func (r Request) Encode() []byte {
 	le.PutUint32(b[16:], r.Cmd)
 	le.PutUint32(b[20:], r.Pid)
 	le.PutUint32(b[24:], r.Flags)
-	le.PutUint32(b[28:], r.Pad)
+	le.PutUint32(b[28:], r.Optlen)
 	return b
 }
 
@@ -147,6 +147,30 @@ func WriteReply(w io.Writer, status int32, payload []byte) error {
 		return fmt.Errorf("write reply: %w", err)
 	}
 	return nil
+}
+
+// Segment is one piece of a get's answer: Data goes at Off in optval.
+type Segment struct {
+	Off  uint32
+	Data []byte
+}
+
+// SegmentSize is the size of struct mbox_segment.
+const SegmentSize = 8
+
+// EncodeSegments is the payload of a get's reply.
+func EncodeSegments(segs []Segment) []byte {
+	n := 0
+	for _, s := range segs {
+		n += SegmentSize + len(s.Data)
+	}
+	b := make([]byte, 0, n)
+	for _, s := range segs {
+		b = binary.LittleEndian.AppendUint32(b, s.Off)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s.Data)))
+		b = append(b, s.Data...)
+	}
+	return b
 }
 
 // Cookies decodes the payload of CmdNetnsExit: little-endian u64 cookies.

@@ -28,12 +28,15 @@ func cLayout(t *testing.T) map[string]uintptr {
 		{Name: "netns_exit", C: "BPFILTER_CMD_NETNS_EXIT"},
 		{Name: "flag_trace", C: "BPFILTER_REQ_TRACE"},
 	}
+	exprs = append(exprs, cvalues.Expr{Name: "mbox_segment", C: "sizeof(struct mbox_segment)"},
+		cvalues.Expr{Name: "mbox_segment.off", C: "offsetof(struct mbox_segment, off)"},
+		cvalues.Expr{Name: "mbox_segment.len", C: "offsetof(struct mbox_segment, len)"})
 	for _, f := range []string{"status", "len"} {
 		exprs = append(exprs,
 			cvalues.Expr{Name: "mbox_reply." + f, C: "offsetof(struct mbox_reply, " + f + ")"},
 			cvalues.Expr{Name: "mbox_reply." + f + ".size", C: "sizeof(((struct mbox_reply *)0)->" + f + ")"})
 	}
-	for _, f := range []string{"netns", "len", "is_set", "cmd", "pid", "flags", "pad"} {
+	for _, f := range []string{"netns", "len", "is_set", "cmd", "pid", "flags", "optlen"} {
 		exprs = append(exprs,
 			cvalues.Expr{Name: "mbox_request." + f, C: "offsetof(struct mbox_request, " + f + ")"},
 			cvalues.Expr{Name: "mbox_request." + f + ".size", C: "sizeof(((struct mbox_request *)0)->" + f + ")"})
@@ -56,7 +59,7 @@ func TestPinnedToC(t *testing.T) {
 	}
 	cNames := map[string]string{
 		"Netns": "netns", "Len": "len", "IsSet": "is_set", "Cmd": "cmd",
-		"Pid": "pid", "Flags": "flags", "Pad": "pad",
+		"Pid": "pid", "Flags": "flags", "Optlen": "optlen",
 	}
 	rt := reflect.TypeOf(Request{})
 	for i := 0; i < rt.NumField(); i++ {
@@ -72,6 +75,9 @@ func TestPinnedToC(t *testing.T) {
 	goLayout["mbox_reply.status.size"] = unsafe.Sizeof(Reply{}.Status)
 	goLayout["mbox_reply.len"] = unsafe.Offsetof(Reply{}.Len)
 	goLayout["mbox_reply.len.size"] = unsafe.Sizeof(Reply{}.Len)
+	goLayout["mbox_segment"] = SegmentSize
+	goLayout["mbox_segment.off"] = 0
+	goLayout["mbox_segment.len"] = 4
 
 	if !reflect.DeepEqual(c, goLayout) {
 		t.Fatalf("kmod/msgfmt.h and package wire disagree:\nC:  %v\nGo: %v", c, goLayout)
@@ -83,7 +89,7 @@ func TestPinnedToC(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	want := Request{Netns: 0x1000000000004, Len: 5, IsSet: 1, Cmd: 64, Pid: 1234, Flags: FlagTrace}
+	want := Request{Netns: 0x1000000000004, Len: 5, IsSet: 1, Cmd: 64, Pid: 1234, Flags: FlagTrace, Optlen: 900}
 	in := append(want.Encode(), 1, 2, 3, 4, 5, 0xEE)
 	got, payload, err := ReadRequest(bytes.NewReader(in))
 	if err != nil {
@@ -99,7 +105,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestReadRequestErrors(t *testing.T) {
 	full := Request{Cmd: 64}.Encode()
-	withPayload := append(Request{Cmd: 64, Len: 4}.Encode(), 1, 2, 3)
+	withPayload := append(Request{Cmd: 64, Len: 4, Optlen: 4}.Encode(), 1, 2, 3)
 	tests := []struct {
 		name  string
 		in    []byte
@@ -112,8 +118,8 @@ func TestReadRequestErrors(t *testing.T) {
 		{"payload one byte short", withPayload, false, true},
 		{"is_set not boolean", Request{Cmd: 64, IsSet: 7}.Encode(), false, false},
 		{"unknown flag", Request{Cmd: 64, Flags: 1 << 1}.Encode(), false, false},
-		{"pad not zero", Request{Cmd: 64, Pad: 1}.Encode(), false, false},
-		{"payload beyond the module's bound", Request{Cmd: 64, Len: MaxPayload + 1}.Encode(), false, false},
+		{"payload beyond optlen", Request{Cmd: 64, Len: 2, Optlen: 1}.Encode(), false, false},
+		{"payload beyond the module's bound", Request{Cmd: 64, Len: MaxPayload + 1, Optlen: MaxPayload + 1}.Encode(), false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,6 +140,14 @@ func TestReadRequestErrors(t *testing.T) {
 func TestReplyEncoding(t *testing.T) {
 	got := EncodeReply(-92, []byte{7, 8})
 	want := []byte{0xa4, 0xff, 0xff, 0xff, 2, 0, 0, 0, 7, 8}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got % x, want % x", got, want)
+	}
+}
+
+func TestEncodeSegments(t *testing.T) {
+	got := EncodeSegments([]Segment{{Off: 1, Data: []byte{7}}, {Off: 0x100, Data: nil}})
+	want := []byte{1, 0, 0, 0, 1, 0, 0, 0, 7, 0, 1, 0, 0, 0, 0, 0, 0}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("got % x, want % x", got, want)
 	}
