@@ -17,6 +17,9 @@ struct bpfilter_exit {
 	u64 cookie;
 };
 
+/* main.c: bpfilter.trace is on (log the module's steps too). */
+bool bpfilter_tracing(void);
+
 int bpfilter_net_init(void);
 void bpfilter_net_release(void);
 void bpfilter_net_fini(void);

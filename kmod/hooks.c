@@ -156,6 +156,9 @@ static int swap_held(struct bpfilter_net *bn, struct bpfilter_held_progs *held)
 		if (err)
 			return err;
 		bn->hooked = true;
+		if (bpfilter_tracing())
+			pr_info("netns %llu: hooks at LOCAL_IN, FORWARD, LOCAL_OUT, priority %d\n",
+				bn->cookie, NF_IP_PRI_FILTER);
 	}
 	if (!held)
 		unhook(bn);

@@ -37,8 +37,10 @@ echo 1 > /sys/module/bpfilter/parameters/trace
 echo "# iptables-legacy -A INPUT -p udp --dport 23 -j DROP"
 iptables-legacy -A INPUT -p udp --dport 23 -j DROP
 echo 0 > /sys/module/bpfilter/parameters/trace
-echo "# dmesg | grep bpfilter_umh: (what the umh saw of that command)"
-dmesg | grep "bpfilter_umh: [gs]etsockopt"
+echo "# dmesg | grep bpfilter (what the umh saw of that command; the module's hooks)"
+dmesg | grep "bpfilter_umh: [gs]etsockopt\|bpfilter: netns"
+echo "# iptables-legacy-save   (no -t: the filter table is listed, as with ip_tables)"
+iptables-legacy-save | grep -v "^#"
 echo "# iptables-legacy -L -n"
 iptables-legacy -L -n
 $M/bpfilter-probe udp 23 5
