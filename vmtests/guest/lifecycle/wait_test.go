@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,9 +204,7 @@ func listedCounters(t *testing.T, out string) []string {
 type wakeup struct {
 	name string
 	wake func(t *testing.T, pid int) error
-	// min is how many wakeups inside setsockopt the test wants: a ptrace
-	// interrupt stops the caller only when the call returns, so one per
-	// call.
+	// min is how many wakeups inside setsockopt the test wants.
 	min int
 }
 
@@ -219,37 +216,13 @@ var wakeups = []wakeup{
 		time.Sleep(10 * time.Millisecond)
 		return syscall.Kill(pid, syscall.SIGCONT)
 	}, 3},
-	{"ptrace seize, interrupt and detach", func(t *testing.T, pid int) error {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := unix.PtraceSeize(pid); err == unix.ESRCH {
-			return nil // it just ended
-		} else if err != nil {
-			return fmt.Errorf("PTRACE_SEIZE: %w", err)
-		}
-		if err := unix.PtraceInterrupt(pid); err != nil {
-			return fmt.Errorf("PTRACE_INTERRUPT: %w", err)
-		}
-		var ws unix.WaitStatus
-		if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil {
-			return fmt.Errorf("wait4: %w", err)
-		}
-		if ws.Exited() || ws.Signaled() {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-		if err := unix.PtraceDetach(pid); err != nil {
-			return fmt.Errorf("PTRACE_DETACH: %w", err)
-		}
-		return nil
-	}, 1},
 }
 
 // TestNonFatalWakeups: iptables-legacy-restore --noflush appends a rule to
 // a 10,000-rule table whose rules have counters: it reads the table,
 // replaces it (SET_REPLACE, over a second), and adds the old counters,
 // which the replace handed back, to the new table. Woken again and again
-// inside the replace (a group stop and continue; a ptrace interrupt), it
+// inside the replace (a group stop and continue), it
 // still succeeds, never with EINTR, and every counter is as before.
 func TestNonFatalWakeups(t *testing.T) {
 	const n = 10000
