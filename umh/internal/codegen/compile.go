@@ -87,11 +87,13 @@ type Stats struct {
 }
 
 // Spec is a compiled table: a collection of one program per hook sharing
-// the maps, ready to load.
+// the maps, ready to load. The maps' specs have no Contents: Load fills
+// them (fills) with one batch update per map.
 type Spec struct {
 	Collection *ebpf.CollectionSpec
 	Hooks      []Hook
 	Stats      Stats
+	fills      map[string]mapFill
 }
 
 // Compile compiles a validated table into BPF. Every match and target that
@@ -148,10 +150,8 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 	facts.numRecords = len(recs)
 	facts.stackCap = max(1, min(t.StackSize, pushes))
 
-	spec := &ebpf.CollectionSpec{
-		Maps:     buildMaps(cl, recs, facts),
-		Programs: map[string]*ebpf.ProgramSpec{},
-	}
+	maps, fills := buildMaps(cl, recs, facts)
+	spec := &ebpf.CollectionSpec{Maps: maps, Programs: map[string]*ebpf.ProgramSpec{}}
 	for _, h := range hooks {
 		if h.Hook < 0 || h.Hook >= ipt.NumHooks || t.ValidHooks&(1<<h.Hook) == 0 {
 			return nil, fmt.Errorf("codegen: table %q has no hook %d", t.Name, h.Hook)
@@ -175,7 +175,7 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 	for _, c := range cl.bucketN {
 		st.MaxBucket = max(st.MaxBucket, c)
 	}
-	return &Spec{Collection: spec, Hooks: hooks, Stats: st}, nil
+	return &Spec{Collection: spec, Hooks: hooks, Stats: st, fills: fills}, nil
 }
 
 // CtxSpec is the ctx map: what the module requires (value_size
@@ -184,26 +184,55 @@ func CtxSpec() *ebpf.MapSpec {
 	return &ebpf.MapSpec{Name: mapCtx, Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: CtxSize, MaxEntries: 1}
 }
 
-func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*ebpf.MapSpec {
+// The maps' contents: one batch of keys and values per map (typed slices
+// of fixed-size arrays, so that Map.BatchUpdate sees one element per
+// index), written by Load with one BPF_MAP_UPDATE_BATCH each, not one
+// update per element as MapSpec.Contents would be.
+type (
+	recVal  [recordSize]byte
+	segVal  [segSize]byte
+	grpVal  [grpSize]byte
+	clsKey  [keySize]byte
+	clsVal  [clsSize]byte
+	mapFill struct {
+		keys, values any
+		n            int
+	}
+)
+
+func indices(n int) []uint32 {
+	k := make([]uint32, n)
+	for i := range k {
+		k[i] = uint32(i)
+	}
+	return k
+}
+
+func buildMaps(cl *classification, recs [][]byte, facts progFacts) (map[string]*ebpf.MapSpec, map[string]mapFill) {
+	fills := map[string]mapFill{}
 	rules := &ebpf.MapSpec{Name: mapRules, Type: ebpf.Array, KeySize: 4, ValueSize: recordSize,
 		MaxEntries: uint32(len(recs))}
+	rv := make([]recVal, len(recs))
 	for i, r := range recs {
-		rules.Contents = append(rules.Contents, ebpf.MapKV{Key: uint32(i), Value: r})
+		copy(rv[i][:], r)
 	}
+	fills[mapRules] = mapFill{indices(len(rv)), rv, len(rv)}
 	segs := &ebpf.MapSpec{Name: mapSegs, Type: ebpf.Array, KeySize: 4, ValueSize: segSize,
 		MaxEntries: uint32(len(cl.segEnds))}
+	sv := make([]segVal, len(cl.segEnds))
 	for s, end := range cl.segEnds {
-		v := make([]byte, segSize)
+		v := sv[s][:]
 		putU32(v, segEnd, end)
 		putU32(v, segGHead, cl.listFirst(cl.ghead[s]))
 		putU64(v, segGMask, cl.gmask[s])
 		putU32(v, segGPos, cl.ghead[s])
-		segs.Contents = append(segs.Contents, ebpf.MapKV{Key: uint32(s), Value: v})
 	}
+	fills[mapSegs] = mapFill{indices(len(sv)), sv, len(sv)}
 	groups := &ebpf.MapSpec{Name: mapGroups, Type: ebpf.Array, KeySize: 4, ValueSize: grpSize,
 		MaxEntries: uint32(max(1, len(cl.groups)))}
+	gv := make([]grpVal, len(cl.groups))
 	for g, s := range cl.groups {
-		v := make([]byte, grpSize)
+		v := gv[g][:]
 		putU32(v, grpSmask, s.smask)
 		putU32(v, grpDmask, s.dmask)
 		putU32(v, grpPmask, s.pmask)
@@ -213,21 +242,22 @@ func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*e
 			putU32(v, grpAMask+4*x, s.agreeMask[x])
 			putU32(v, grpAVal+4*x, s.agreeVal[x])
 		}
-		groups.Contents = append(groups.Contents, ebpf.MapKV{Key: uint32(g), Value: v})
 	}
+	fills[mapGroups] = mapFill{indices(len(gv)), gv, len(gv)}
 	classes := &ebpf.MapSpec{Name: mapClasses, Type: ebpf.Hash, KeySize: keySize, ValueSize: clsSize,
 		MaxEntries: uint32(max(1, len(cl.heads)))}
+	ck, cv := make([]clsKey, 0, len(cl.heads)), make([]clsVal, 0, len(cl.heads))
 	for k, pos := range cl.heads {
-		v := make([]byte, clsSize)
-		putU32(v, clsFirst, cl.lists[pos])
-		putU32(v, clsPos, pos)
-		classes.Contents = append(classes.Contents, ebpf.MapKV{Key: k.marshal(), Value: v})
+		var v clsVal
+		putU32(v[:], clsFirst, cl.lists[pos])
+		putU32(v[:], clsPos, pos)
+		ck = append(ck, clsKey(k.marshal()))
+		cv = append(cv, v)
 	}
+	fills[mapClasses] = mapFill{ck, cv, len(ck)}
 	lists := &ebpf.MapSpec{Name: mapLists, Type: ebpf.Array, KeySize: 4, ValueSize: 4,
 		MaxEntries: uint32(max(1, len(cl.lists)))}
-	for i, e := range cl.lists {
-		lists.Contents = append(lists.Contents, ebpf.MapKV{Key: uint32(i), Value: e})
-	}
+	fills[mapLists] = mapFill{indices(len(cl.lists)), append([]uint32(nil), cl.lists...), len(cl.lists)}
 	return map[string]*ebpf.MapSpec{
 		mapRules:   rules,
 		mapSegs:    segs,
@@ -240,5 +270,5 @@ func buildMaps(cl *classification, recs [][]byte, facts progFacts) map[string]*e
 		// One row per possible CPU, indexed by bpf_get_smp_processor_id.
 		mapJStack: {Name: mapJStack, Type: ebpf.Array, KeySize: 4, ValueSize: uint32(4 * facts.stackCap),
 			MaxEntries: uint32(possibleCPUs())},
-	}
+	}, fills
 }

@@ -3,6 +3,7 @@ package codegen
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/cilium/ebpf"
@@ -38,6 +39,10 @@ func (s *Spec) Load(opts *ebpf.CollectionOptions) (*Objects, error) {
 		// (print it with %+v).
 		return nil, fmt.Errorf("codegen: load: %w", err)
 	}
+	if err := s.fill(coll, opts.MapReplacements); err != nil {
+		coll.Close()
+		return nil, err
+	}
 	o := &Objects{Programs: map[int]*ebpf.Program{}, Counters: coll.Maps[mapCounters],
 		Ctx: coll.Maps[mapCtx], coll: coll, entries: s.Stats.Entries}
 	if r := opts.MapReplacements[mapCtx]; r != nil {
@@ -47,6 +52,39 @@ func (s *Spec) Load(opts *ebpf.CollectionOptions) (*Objects, error) {
 		o.Programs[h.Hook] = coll.Programs[ProgramName(h.Hook)]
 	}
 	return o, nil
+}
+
+// fill writes the maps' contents, one BPF_MAP_UPDATE_BATCH per map (a
+// table of 10,000 rules is some 30,000 elements: one system call each
+// cost most of a load), or element by element on a kernel without the
+// batch API (before 5.6). Replaced maps are the caller's: left alone.
+func (s *Spec) fill(coll *ebpf.Collection, replaced map[string]*ebpf.Map) error {
+	for name, f := range s.fills {
+		m := coll.Maps[name]
+		if f.n == 0 || replaced[name] != nil || m == nil {
+			continue
+		}
+		done, err := m.BatchUpdate(f.keys, f.values, nil)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			err = updateEach(m, f)
+		} else if err == nil && done != f.n {
+			err = fmt.Errorf("%d of %d elements", done, f.n)
+		}
+		if err != nil {
+			return fmt.Errorf("codegen: load: fill map %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func updateEach(m *ebpf.Map, f mapFill) error {
+	keys, values := reflect.ValueOf(f.keys), reflect.ValueOf(f.values)
+	for i := 0; i < f.n; i++ {
+		if err := m.Update(keys.Index(i).Interface(), values.Index(i).Interface(), ebpf.UpdateAny); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Program is the program of hook, or nil.
