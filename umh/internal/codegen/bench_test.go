@@ -153,3 +153,37 @@ func BenchmarkCompileLoad(b *testing.B) {
 	b.ReportMetric(float64(median(compile).Microseconds())/1000, "ms/compile")
 	b.ReportMetric(float64(median(load).Microseconds())/1000, "ms/load")
 }
+
+// BenchmarkSmallTables is the per-packet cost of the INPUT program, by
+// BPF_PROG_TEST_RUN as BenchmarkMatchLast, for the tables whose cost is
+// closest to ip_tables' own: no rules (the policies only: a straight-line
+// program), and one rule that matches (matchLast at 1).
+func BenchmarkSmallTables(b *testing.B) {
+	needBPF(b)
+	frame := lastPacket().frame()
+	for _, c := range []struct {
+		name string
+		tb   func(t testing.TB) *ipt.Table
+	}{
+		{"empty", func(t testing.TB) *ipt.Table { return buildTable(t, nil) }},
+		{"1rule", func(t testing.TB) *ipt.Table { return matchLast(t, 1, 1) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			prog := load(b, c.tb(b), Options{}).objs.Program(ipt.HookLocalIn)
+			per := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ret, d, err := prog.Benchmark(frame, 20000, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ret != NFAccept {
+					b.Fatalf("verdict %s", verdictName(ret))
+				}
+				per = append(per, d)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(median(per).Nanoseconds()), "ns/packet")
+		})
+	}
+}

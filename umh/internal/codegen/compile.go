@@ -116,11 +116,13 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 	recs := make([][]byte, n, n+n/4)
 	facts := progFacts{numEntries: n, stackSize: t.StackSize, numGroups: len(cl.groups)}
 	pushes := 0
+	actions, targets := make([]uint32, n), make([]uint32, n)
 	for i, e := range t.Entries {
 		er, err := encodeEntry(t, e)
 		if err != nil {
 			return nil, fmt.Errorf("codegen: table %q: %w", t.Name, err)
 		}
+		actions[i], targets[i] = er.action, er.target
 		if er.action == actJump {
 			pushes++
 		}
@@ -129,6 +131,10 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 		for _, m := range e.Matches {
 			if x, ok := m.Info.(*ipt.TCP); ok && x.Option != 0 {
 				facts.tcpOpts = true
+			}
+			switch m.Info.(type) {
+			case *ipt.TCP, *ipt.UDP, *ipt.ICMP, *ipt.Multiport:
+				facts.needL4 = true
 			}
 		}
 		for k, r := range er.recs {
@@ -163,6 +169,15 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 		name := ProgramName(h.Hook)
 		pb := &progBuilder{pt: nfType, hook: h, facts: facts, linear: opts.Linear,
 			start: start.Index, under: under.Index, prefix: name}
+		if a := actions[start.Index]; unconditional(start) && (a == actAccept || a == actDrop || a == actQueue) {
+			pb.first, pb.verdict = true, int32(targets[start.Index])
+			switch a {
+			case actAccept:
+				pb.verdict = pb.pt.accept
+			case actDrop:
+				pb.verdict = pb.pt.drop
+			}
+		}
 		spec.Programs[name] = &ebpf.ProgramSpec{
 			Name:         name,
 			Type:         pb.pt.typ,
@@ -176,6 +191,20 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 		st.MaxBucket = max(st.MaxBucket, c)
 	}
 	return &Spec{Collection: spec, Hooks: hooks, Stats: st, fills: fills}, nil
+}
+
+// unconditional: e matches every packet (ip_tables' unconditional(): an
+// all-zero ipt_ip, and no match other than comments).
+func unconditional(e *ipt.Entry) bool {
+	if e.IP != (ipt.IP{}) {
+		return false
+	}
+	for _, m := range e.Matches {
+		if _, ok := m.Info.(*ipt.Comment); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // CtxSpec is the ctx map: what the module requires (value_size

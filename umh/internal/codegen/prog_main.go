@@ -15,6 +15,7 @@ type progFacts struct {
 	needIn     bool
 	needOut    bool
 	tcpOpts    bool // some tcp match looks for an option
+	needL4     bool // some match reads the transport header
 }
 
 // progBuilder emits the program of one hook.
@@ -26,6 +27,12 @@ type progBuilder struct {
 	start  int // hook entry index
 	under  int // underflow index
 	prefix string
+	// first: the hook's first entry matches every packet and ends the
+	// walk with verdict (ACCEPT, DROP, QUEUE): the hook's chain is just
+	// its policy, or starts with such a rule. The program is then
+	// straight-line code (firstFn).
+	first   bool
+	verdict int32
 }
 
 // Frame of the main function: the state, then the buffers.
@@ -44,6 +51,9 @@ const (
 func (b *progBuilder) name(s string) string { return b.prefix + "_" + s }
 
 func (b *progBuilder) instructions() asm.Instructions {
+	if b.first {
+		return b.firstFn().done()
+	}
 	var insns asm.Instructions
 	fns := []*fn{b.mainFn(), b.stepFn(), b.walkFn(), b.stepBeginFn(), b.stepEndFn(), b.walkOneFn()}
 	if b.facts.tcpOpts {
@@ -104,7 +114,32 @@ func (b *progBuilder) mainFn() *fn {
 		asm.HostTo(asm.BE, asm.R2, asm.Word),
 		st32(asm.RFP, fpState+stDaddrH, asm.R2),
 	)
-	// The first transport bytes, if this is not a later fragment.
+	if b.facts.needL4 {
+		b.transport(f, pass)
+	}
+	if b.facts.needL4 || b.linear {
+		// Without a match that reads the transport header nothing
+		// hotdrops: every packet may take the classified search.
+		b.slowPath(f)
+	}
+	b.ifnames(f)
+	f.emit(
+		st32imm(asm.RFP, fpState+stPos, int32(b.start)),
+		st32imm(asm.RFP, fpState+stVerdict, b.pt.drop),
+		asm.Mov.Reg(asm.R9, asm.RFP),
+		asm.Add.Imm(asm.R9, fpState),
+	)
+	f.loop(maxSteps, b.name(fnStep), asm.R9)
+	f.emit(ld32(asm.R0, asm.RFP, fpState+stVerdict), asm.Return())
+	f.label(pass)
+	f.ret(b.pt.accept)
+	return f
+}
+
+// transport reads the first transport bytes (ports, icmp type and code,
+// tcp flags), if this is not a later fragment, and the tcp options if
+// some rule looks for one. R7 is ihl, R8 the transport length.
+func (b *progBuilder) transport(f *fn, pass string) {
 	l4done, size := f.newLabel("l4done"), f.newLabel("size")
 	f.emit(
 		ld32(asm.R1, asm.RFP, fpState+stFragoff),
@@ -138,16 +173,43 @@ func (b *progBuilder) mainFn() *fn {
 	if b.facts.tcpOpts {
 		b.tcpOptions(f, pass)
 	}
-	b.slowPath(f)
-	b.ifnames(f)
+}
+
+// firstFn is the program of a hook whose first entry matches every packet
+// and has a verdict (an empty chain: its policy): it checks the IP header
+// as mainFn does, counts the packet in that entry's counter as the general
+// program would (packets += 1, bytes += tot_len) and returns the verdict,
+// without the state, the transport header or bpf_loop.
+func (b *progBuilder) firstFn() *fn {
+	f := newMain(b.prefix)
+	pass, nocount := f.newLabel("pass"), f.newLabel("nocount")
+	f.emit(asm.Mov.Reg(asm.R6, asm.R1))
+	b.pt.loadNet(f, 0, fpIP, 20, pass)
 	f.emit(
-		st32imm(asm.RFP, fpState+stPos, int32(b.start)),
-		st32imm(asm.RFP, fpState+stVerdict, b.pt.drop),
-		asm.Mov.Reg(asm.R9, asm.RFP),
-		asm.Add.Imm(asm.R9, fpState),
+		asm.LoadMem(asm.R1, asm.RFP, fpIP, asm.Byte),
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.RSh.Imm(asm.R2, 4),
+		asm.JNE.Imm(asm.R2, 4, pass),
+		asm.And.Imm(asm.R1, 0xF),
+		asm.LSh.Imm(asm.R1, 2),
+		asm.JLT.Imm(asm.R1, 20, pass),
+		asm.LoadMem(asm.R7, asm.RFP, fpIP+2, asm.Half),
+		asm.HostTo(asm.BE, asm.R7, asm.Half), // tot_len
+		asm.JLT.Reg(asm.R7, asm.R1, pass),
+		st32imm(asm.RFP, fpKey, int32(b.start)),
 	)
-	f.loop(maxSteps, b.name(fnStep), asm.R9)
-	f.emit(ld32(asm.R0, asm.RFP, fpState+stVerdict), asm.Return())
+	f.lookup(mapCounters, fpKey)
+	f.emit(
+		asm.JEq.Imm(asm.R0, 0, nocount),
+		ld64(asm.R1, asm.R0, cntPackets),
+		asm.Add.Imm(asm.R1, 1),
+		st64(asm.R0, cntPackets, asm.R1),
+		ld64(asm.R1, asm.R0, cntBytes),
+		asm.Add.Reg(asm.R1, asm.R7),
+		st64(asm.R0, cntBytes, asm.R1),
+	)
+	f.label(nocount)
+	f.emit(asm.Mov.Imm32(asm.R0, b.verdict), asm.Return())
 	f.label(pass)
 	f.ret(b.pt.accept)
 	return f

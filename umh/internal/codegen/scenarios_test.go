@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
+	"github.com/cilium/ebpf/asm"
 )
 
 const (
@@ -186,6 +187,19 @@ var scenarios = []struct {
 		chain("OUTPUT", rule().j("QUEUE")),
 		chain("FORWARD", rule().out("eth1", false).nfq(ipt.NFQ{Revision: 3, QueueNum: 2, QueuesTotal: 1, Flags: ipt.NFQFlagCPUFanout})),
 	}},
+	// Hooks whose chain is just the policy, or starts with a rule that
+	// matches everything, get straight-line programs (firstFn).
+	{name: "empty chains, mixed policies", policies: map[string]int32{"INPUT": acc, "FORWARD": drp, "OUTPUT": drp}, chains: []chainSpec{
+		chain("unused", rule().src("10.0.0.1/32", false).j("ACCEPT"), rule().j("DROP")),
+	}},
+	{name: "empty input drop, rules elsewhere", policies: map[string]int32{"INPUT": drp, "OUTPUT": acc}, chains: []chainSpec{
+		chain("FORWARD", rule().src("10.0.0.0/24", false).j("DROP"), rule().proto(ipt.ProtoTCP, false).m(dport(80)).j("ACCEPT")),
+	}},
+	{name: "unconditional first rule", policies: map[string]int32{"INPUT": drp, "FORWARD": acc, "OUTPUT": drp}, chains: []chainSpec{
+		chain("INPUT", rule().j("ACCEPT"), rule().src("10.0.0.1/32", false).j("DROP")),
+		chain("FORWARD", rule().j("DROP"), rule().j("ACCEPT")),
+		chain("OUTPUT", rule().nfq(ipt.NFQ{Revision: 3, QueueNum: 65535, QueuesTotal: 1, Flags: ipt.NFQFlagBypass}), rule().j("ACCEPT")),
+	}},
 	{name: "groups", policies: map[string]int32{"INPUT": drp}, chains: []chainSpec{
 		chain("g1"),
 		chain("INPUT", append(append(sameShape(30, "ACCEPT"),
@@ -224,4 +238,37 @@ func scenarioTable(t testing.TB, name string) *ipt.Table {
 	}
 	t.Fatalf("no scenario %q", name)
 	return nil
+}
+
+// TestFirstEntryPrograms: the hooks whose first entry matches every packet
+// with a verdict have straight-line programs (no bpf_loop), the others the
+// general one; TestScenarios compares both with the reference.
+func TestFirstEntryPrograms(t *testing.T) {
+	for _, c := range []struct {
+		scenario string
+		fast     [3]bool // INPUT, FORWARD, OUTPUT
+	}{
+		{"empty", [3]bool{true, true, true}},
+		{"drop policies", [3]bool{true, true, true}},
+		{"empty chains, mixed policies", [3]bool{true, true, true}},
+		{"empty input drop, rules elsewhere", [3]bool{true, false, true}},
+		{"unconditional first rule", [3]bool{true, true, true}},
+		{"addresses", [3]bool{false, false, false}},
+		{"nfqueue", [3]bool{false, false, true}},
+	} {
+		spec, err := Compile(scenarioTable(t, c.scenario), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range Hooks() {
+			insns := spec.Collection.Programs[ProgramName(h.Hook)].Instructions
+			loops := false
+			for _, in := range insns {
+				loops = loops || in.IsBuiltinCall() && in.Constant == int64(asm.FnLoop)
+			}
+			if loops == c.fast[i] {
+				t.Errorf("%s: %s: %d instructions, bpf_loop %v, want straight-line %v", c.scenario, ipt.HookNames[h.Hook], len(insns), loops, c.fast[i])
+			}
+		}
+	}
 }
