@@ -48,6 +48,18 @@
 // header shorter than the match reads, a tcp fragment at offset 1, a tcp
 // data offset below 5 or options cut short).
 //
+// Two shortcuts leave the result unchanged. A hook whose first entry
+// matches every packet and has a verdict (ACCEPT, DROP, QUEUE, NFQUEUE),
+// which is what a chain of no rules, just its policy, is, gets a
+// straight-line program (firstFn): it checks the IP header as above,
+// counts the packet in that entry's counter and returns the verdict, with
+// no state, no transport header and no bpf_loop. And when no match reads
+// the transport header (tcp, udp, icmp, multiport), the general program
+// does not read it either, nor looks for hotdrop packets. Both rely on what
+// the IP layer guarantees at the hooks (the skb holds tot_len bytes): a
+// packet cut shorter than its tot_len, which the general program lets
+// through uncounted when its transport bytes are missing, is counted.
+//
 // The search for the first matching entry is classified (classify.go): the
 // entries of a segment (a run between chain starts) that share a shape of
 // exact conditions (source and destination under masks, protocol, tcp/udp
@@ -61,6 +73,13 @@
 // entries stay on a linear list. Packets on which some match could hotdrop
 // walk every entry (skipping one could skip the hotdrop), as does
 // everything with Options.Linear.
+//
+// # Loading
+//
+// The maps' specs carry no Contents: Compile keeps each map's elements as
+// one batch and Load writes it with one BPF_MAP_UPDATE_BATCH per map
+// (element by element on a kernel without the batch API), not one system
+// call per element (a table of 10,000 rules has some 30,000).
 //
 // # Verifier
 //
