@@ -33,6 +33,7 @@
 /* What a namespace runs: a SET_PROGS, swapped as a whole under RCU. */
 struct bpfilter_held_progs {
 	struct bpf_prog *prog[BPFILTER_NUM_HOOKS];
+	bool reads_ctx[BPFILTER_NUM_HOOKS];	/* ctx is in its used maps */
 	struct bpf_map *ctx;
 	u64 gen;
 	struct rcu_head rcu;
@@ -88,16 +89,20 @@ static unsigned int bpfilter_hook(void *priv, struct sk_buff *skb,
 	struct bpfilter_ctx *ctx;
 	struct bpf_prog *prog;
 	u32 zero = 0, ret;
+	int i;
 
 	/* nf_hook() runs us inside rcu_read_lock(). */
 	held = rcu_dereference(bn->held);
 	if (!held)
 		return NF_ACCEPT;
 	/* NF_INET_LOCAL_IN, _FORWARD, _LOCAL_OUT: 1, 2, 3 (checked at init) */
-	prog = held->prog[state->hook - NF_INET_LOCAL_IN];
+	i = state->hook - NF_INET_LOCAL_IN;
+	prog = held->prog[i];
 
+	/* As ipt_do_table: per-CPU state (ctx, counters) with BHs off. */
 	local_bh_disable();
-	ctx = held->ctx->ops->map_lookup_elem(held->ctx, &zero);
+	ctx = held->reads_ctx[i] ?
+	      held->ctx->ops->map_lookup_elem(held->ctx, &zero) : NULL;
 	if (ctx) {
 		ctx->hook = state->hook;
 		ctx->pad = 0;
@@ -291,6 +296,19 @@ static struct bpfilter_net *find_net(u64 cookie)
 	return NULL;
 }
 
+/* Whether prog reads map: a program that does not is spared the filling. */
+static bool uses_map(struct bpf_prog *prog, struct bpf_map *map)
+{
+	bool used = false;
+	u32 i;
+
+	mutex_lock(&prog->aux->used_maps_mutex);
+	for (i = 0; i < prog->aux->used_map_cnt; i++)
+		used = used || prog->aux->used_maps[i] == map;
+	mutex_unlock(&prog->aux->used_maps_mutex);
+	return used;
+}
+
 static struct bpfilter_held_progs *get_held(const struct bpfilter_progs *p)
 {
 	struct bpfilter_held_progs *held;
@@ -318,6 +336,8 @@ static struct bpfilter_held_progs *get_held(const struct bpfilter_progs *p)
 	    map->value_size != sizeof(struct bpfilter_ctx) ||
 	    map->max_entries < 1)
 		goto fail;
+	for (i = 0; i < BPFILTER_NUM_HOOKS; i++)
+		held->reads_ctx[i] = uses_map(held->prog[i], map);
 	return held;
 fail:
 	for (i = 0; i < BPFILTER_NUM_HOOKS; i++) {

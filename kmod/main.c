@@ -475,7 +475,12 @@ static int process_sockopt(struct sock *sk, int optname, sockptr_t optval,
 	if (len < 0)
 		return len;
 	if (len) {
-		buf = kvmalloc(len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+		/*
+		 * Charged to the caller's memory cgroup; beyond its limit
+		 * the call fails (ENOMEM) rather than OOM-kill anyone.
+		 */
+		buf = kvmalloc(len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN |
+				    __GFP_RETRY_MAYFAIL);
 		if (!buf)
 			return -ENOMEM;
 		if (copy_from_sockptr(buf, optval, len)) {
