@@ -47,8 +47,8 @@ const (
 // TestCallerKilledMidCall: iptables-legacy-restore of 10,000 rules (its
 // SET_REPLACE keeps the umh busy for a good while) is sent SIGKILL while
 // it waits for the umh's answer, and so is a second caller, queued behind
-// it for the module's lock: at once, and again half-way through the
-// replace. The module's waits are uninterruptible and bounded
+// it for the module's lock: once with the umh stopped (the module waits on
+// it), once with the umh just woken, at work on the request. The module's waits are uninterruptible and bounded
 // (bpfilter.timeout_ms): a killed caller finishes its call, its answer is
 // dropped, and no reply is ever left owed to the next caller. So both
 // killed processes are gone within the bound, and every call after them
@@ -63,27 +63,16 @@ func TestCallerKilledMidCall(t *testing.T) {
 	pid := umhPid(t)
 	input, bigOut := bigTable()
 
-	// How long the umh takes for the replace, undisturbed.
-	restore(t, smallTable)
-	a := startRestore(t, input)
-	waitInSockopt(t, a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace, time.Minute)
-	start := time.Now()
-	for inSockopt(a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace) {
-		time.Sleep(time.Millisecond)
-	}
-	took := time.Since(start)
-	if err := a.cmd.Wait(); err != nil {
-		t.Fatalf("iptables-legacy-restore of %d rules: %v\n%s", bigRules, err, a.out.String())
-	}
-	t.Logf("the replace of %d rules took %v", bigRules, took.Round(time.Millisecond))
-
+	// The umh is stopped while the caller enters its call, so that the
+	// kill lands inside it for certain: with the umh stopped (the module
+	// waiting on it), or just woken and at work on the request.
 	for _, r := range []struct {
 		name  string
-		delay time.Duration
-	}{{"at once", 0}, {"half-way", took / 2}} {
+		woken bool
+	}{{"umh stopped", false}, {"umh at work", true}} {
 		t.Run(r.name, func(t *testing.T) {
 			restore(t, smallTable)
-			killMidReplace(t, input, r.delay, bigOut)
+			killMidReplace(t, pid, input, r.woken, bigOut)
 			if npid := umhPid(t); npid != pid {
 				t.Fatalf("the umh changed from %d to %d", pid, npid)
 			}
@@ -164,13 +153,23 @@ func startProbe(t *testing.T) (*child, io.WriteCloser) {
 }
 
 // killMidReplace restores input (bigOut is its iptables -S) with a caller
-// that is killed delay after it entered its SET_REPLACE, together with a
-// second caller queued behind it, and checks the calls that follow.
-func killMidReplace(t *testing.T, input string, delay time.Duration, bigOut string) {
+// that is killed inside its SET_REPLACE, together with a second caller
+// queued behind it, and checks the calls that follow. The umh (umh) is
+// stopped until the kill, or (woken) woken just before it.
+func killMidReplace(t *testing.T, umh int, input string, woken bool, bigOut string) {
 	k := gt.NewKmsg(t)
 	b, goB := startProbe(t)
 
-	// A: the slow replace.
+	if err := syscall.Kill(umh, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cont := func() {
+		if err := syscall.Kill(umh, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer cont()
+	// A: the replace.
 	a := startRestore(t, input)
 	waitInSockopt(t, a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace, time.Minute)
 	inCall := time.Now()
@@ -179,13 +178,14 @@ func killMidReplace(t *testing.T, input string, delay time.Duration, bigOut stri
 		t.Fatal(err)
 	}
 	waitInSockopt(t, b.cmd.Process.Pid, sysGetsockopt, gt.GetInfo, time.Minute)
-	time.Sleep(delay - time.Since(inCall))
+	if woken {
+		cont()
+	}
 	if !inSockopt(a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace) {
 		t.Fatalf("iptables-legacy-restore got its answer within %v, before the kill", time.Since(inCall))
 	}
-	// B waits uninterruptibly for the lock: its SIGKILL takes effect
-	// when it next waits, for the reply that A leaves owed, before it
-	// writes its own request.
+	// B waits uninterruptibly for the module's lock, A for the umh:
+	// both finish their calls, and die on their way out.
 	if err := b.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +194,7 @@ func killMidReplace(t *testing.T, input string, delay time.Duration, bigOut stri
 	}
 	killedAt := time.Now()
 	killedAfter := killedAt.Sub(inCall)
+	cont()
 	// Both finish their calls (the module waits uninterruptibly), but
 	// never for longer than the module's bound on a request each.
 	bound := 2*requestBound(t) + 5*time.Second
