@@ -90,61 +90,67 @@ func updateEach(m *ebpf.Map, f mapFill) error {
 // Program is the program of hook, or nil.
 func (o *Objects) Program(hook int) *ebpf.Program { return o.Programs[hook] }
 
-// Close releases programs and maps.
+// Close releases programs and maps (a replaced ctx map is the caller's).
 func (o *Objects) Close() error {
-	if o.coll != nil {
-		o.coll.Close()
-		return nil
-	}
-	for _, p := range o.Programs {
-		p.Close()
-	}
-	o.Counters.Close()
-	o.Ctx.Close()
+	o.coll.Close()
 	return nil
 }
 
-// Adopt makes Objects of loaded programs that this process did not load
-// (found by id after a restart) and of their ctx map: it finds their
-// counters map through the programs' map ids. entries is the number of
-// entries of the table they were compiled from. On success the Objects own
-// the programs and ctx; on failure the caller still does.
-func Adopt(progs map[int]*ebpf.Program, ctx *ebpf.Map, entries int) (*Objects, error) {
-	o := &Objects{Programs: progs, Ctx: ctx, entries: entries}
-	if ctx == nil {
-		return nil, errors.New("codegen: adopt: no ctx map")
+// CountersID is the id of o's counters map: with it, the map can be
+// opened again (OpenCounters) once o is closed, for as long as the
+// programs that use it live (held by the module).
+func (o *Objects) CountersID() (ebpf.MapID, error) {
+	mi, err := o.Counters.Info()
+	if err != nil {
+		return 0, fmt.Errorf("codegen: counters map info: %w", err)
 	}
-	if mi, err := ctx.Info(); err != nil || mi.ValueSize != CtxSize || mi.Type != ebpf.PerCPUArray {
-		return nil, fmt.Errorf("codegen: adopt: the ctx map is not one of bpfilter's (%v)", err)
+	id, ok := mi.ID()
+	if !ok {
+		return 0, errors.New("codegen: the kernel reports no map ids")
 	}
-	for _, p := range progs {
-		info, err := p.Info()
-		if err != nil {
-			return nil, fmt.Errorf("codegen: adopt: program info: %w", err)
+	return id, nil
+}
+
+// FindCounters is the id of the counters map of a loaded program that this
+// process did not load (found by id after a restart), compiled from a
+// table of entries entries. It keeps no file descriptor open. Errors wrap
+// ENOENT (os.ErrNotExist) if no program has that id.
+func FindCounters(prog ebpf.ProgramID, entries int) (ebpf.MapID, error) {
+	p, err := ebpf.NewProgramFromID(prog)
+	if err != nil {
+		return 0, fmt.Errorf("codegen: program %d: %w", prog, err)
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil {
+		return 0, fmt.Errorf("codegen: program %d info: %w", prog, err)
+	}
+	ids, _ := info.MapIDs()
+	for _, id := range ids {
+		m, err := OpenCounters(id, entries)
+		if err == nil {
+			m.Close()
+			return id, nil
 		}
-		ids, _ := info.MapIDs()
-		for _, id := range ids {
-			m, err := ebpf.NewMapFromID(id)
-			if err != nil {
-				continue
-			}
-			mi, err := m.Info()
-			if err == nil && mi.Name == mapCounters && o.Counters == nil {
-				o.Counters = m
-			} else {
-				m.Close()
-			}
-		}
-		break
 	}
-	if o.Counters == nil {
-		return nil, errors.New("codegen: adopt: the programs have no counters map")
+	return 0, fmt.Errorf("codegen: program %d has no counters map for %d entries", prog, entries)
+}
+
+// OpenCounters opens the counters map of id, which must be one of
+// bpfilter's for a table of at least entries entries (an id names one map
+// only while it lives; the kernel allocates them cyclically). Errors wrap
+// ENOENT (os.ErrNotExist) if no map has that id: its programs are gone.
+func OpenCounters(id ebpf.MapID, entries int) (*ebpf.Map, error) {
+	m, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return nil, fmt.Errorf("codegen: counters map %d: %w", id, err)
 	}
-	if mi, err := o.Counters.Info(); err != nil || int(mi.MaxEntries) < entries {
-		o.Counters.Close()
-		return nil, fmt.Errorf("codegen: adopt: the counters map does not fit a table of %d entries", entries)
+	mi, err := m.Info()
+	if err != nil || mi.Name != mapCounters || mi.Type != ebpf.PerCPUArray || mi.ValueSize != cntSize || int(mi.MaxEntries) < entries {
+		m.Close()
+		return nil, fmt.Errorf("codegen: map %d is not a counters map for %d entries (%v)", id, entries, err)
 	}
-	return o, nil
+	return m, nil
 }
 
 // ReadCounters sums the per-CPU counters of every entry, in entry order.

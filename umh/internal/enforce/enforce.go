@@ -10,6 +10,18 @@
 // the programs, and drops a namespace's programs by itself when the
 // namespace goes (NetnsExit only tells the umh) and everything at rmmod.
 //
+// # No file descriptors
+//
+// Once the module has a namespace's programs, the umh keeps no file
+// descriptor of them or of their maps, only the counters map's id: the
+// module's references are then the only ones, and nothing of a namespace
+// outlives its exit (the module's pernet exit) whatever the umh does, even
+// stopped. The counters map is opened by id for each read and closed
+// right after; when it is gone (ENOENT), so is the namespace, and its
+// counters with it. A replace opens the old one before SET_PROGS, which
+// drops the module's references, and reads it after, when no packet runs
+// the old programs any more: the final counts.
+//
 // # Restart
 //
 // What the module holds (kmodctl.Held: namespace, gen, program ids) is the
@@ -24,6 +36,7 @@ package enforce
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 
@@ -64,8 +77,11 @@ type Enforcer struct {
 
 // nsState is what is enforced in one namespace.
 type nsState struct {
-	objs *codegen.Objects // installed: the programs the module holds
-	gen  uint64
+	// counters is the id of the counters map of the programs the module
+	// holds, for a table of entries entries; no fd of it is kept.
+	counters ebpf.MapID
+	entries  int
+	gen      uint64
 	// table and kept counters, as package table last reported them.
 	table *ipt.Table
 	kept  []ipt.Counters
@@ -136,7 +152,8 @@ func (e *Enforcer) crashPoint(point string) {
 // Install compiles t, loads it and makes it the enforced table of netns.
 // It returns what the table it replaced counted, final (the module no
 // longer runs its programs). On error nothing changed; the error keeps the
-// module's errno (ESRCH: the namespace is gone).
+// module's errno (ESRCH: the namespace is gone). Whatever the outcome, the
+// umh holds no fd of the loaded programs and maps when it returns.
 func (e *Enforcer) Install(netns uint64, t *ipt.Table) ([]ipt.Counters, error) {
 	spec, err := codegen.Compile(t, codegen.Options{})
 	if err != nil {
@@ -146,14 +163,30 @@ func (e *Enforcer) Install(netns uint64, t *ipt.Table) ([]ipt.Counters, error) {
 	if err != nil {
 		return nil, oneLine(err)
 	}
+	// The module takes its own references during SetProgs; ours go on
+	// every return (and when a test's crash point panics).
+	defer objs.Close()
+	counters, err := objs.CountersID()
+	if err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	gen := e.nextGenLocked()
 	kept := make([]ipt.Counters, t.NumEntries()) // ip_tables zeroes a new table's counters
 	if e.store != nil {
 		if err := e.store.save(netns, gen, t, kept); err != nil {
-			objs.Close()
 			return nil, fmt.Errorf("enforce: netns %d: cannot keep the table for a restart: %w", netns, err)
+		}
+	}
+	// The old counters map, opened while the module still holds its
+	// programs, read once SetProgs has dropped them.
+	st := e.ns[netns]
+	var old *ebpf.Map
+	if st != nil {
+		old = e.openCounters(netns, st)
+		if old != nil {
+			defer old.Close()
 		}
 	}
 	e.crashPoint("before SetProgs")
@@ -161,25 +194,39 @@ func (e *Enforcer) Install(netns uint64, t *ipt.Table) ([]ipt.Counters, error) {
 		if e.store != nil {
 			e.store.remove(netns, gen)
 		}
-		objs.Close()
 		return nil, err
 	}
 	e.crashPoint("after SetProgs")
 	var replaced []ipt.Counters
-	if st := e.ns[netns]; st != nil {
-		if replaced, err = st.objs.ReadCounters(); err != nil {
+	if old != nil {
+		if replaced, err = codegen.ReadCounters(old, st.entries); err != nil {
 			e.log.Warnf("netns %d: counters of the replaced table are lost: %v", netns, err)
 		}
-		st.objs.Close()
 	}
 	if e.store != nil {
 		e.store.removeOthers(netns, gen)
 	}
-	e.ns[netns] = &nsState{objs: objs, gen: gen, table: t, kept: kept}
+	e.ns[netns] = &nsState{counters: counters, entries: t.NumEntries(), gen: gen, table: t, kept: kept}
 	return replaced, nil
 }
 
-// Counted is what the installed table of netns has counted, per entry.
+// openCounters opens the counters map of st, or returns nil: when it is
+// gone, so is the namespace (its exit is on its way), and what it counted.
+func (e *Enforcer) openCounters(netns uint64, st *nsState) *ebpf.Map {
+	m, err := codegen.OpenCounters(st.counters, st.entries)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		e.log.Debugf("netns %d: its counters map %d is gone (so is the namespace): counted nothing", netns, st.counters)
+		return nil
+	case err != nil:
+		e.log.Warnf("netns %d: counters lost: %v", netns, err)
+		return nil
+	}
+	return m
+}
+
+// Counted is what the installed table of netns has counted, per entry
+// (nil: nothing, or the namespace is gone).
 func (e *Enforcer) Counted(netns uint64) []ipt.Counters {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -187,7 +234,12 @@ func (e *Enforcer) Counted(netns uint64) []ipt.Counters {
 	if st == nil {
 		return nil
 	}
-	c, err := st.objs.ReadCounters()
+	m := e.openCounters(netns, st)
+	if m == nil {
+		return nil
+	}
+	defer m.Close()
+	c, err := codegen.ReadCounters(m, st.entries)
 	if err != nil {
 		e.log.Warnf("netns %d: reading counters: %v", netns, err)
 		return nil
@@ -215,28 +267,22 @@ func (e *Enforcer) Changed(netns uint64, t *ipt.Table, kept []ipt.Counters) {
 }
 
 // NetnsExit forgets a namespace that is gone. The module has already
-// dropped its programs; the Enforcer closes its own references.
+// dropped its programs, the last references to them.
 func (e *Enforcer) NetnsExit(netns uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if st := e.ns[netns]; st != nil {
-		st.objs.Close()
-		delete(e.ns, netns)
-	}
+	delete(e.ns, netns)
 	if e.store != nil {
 		e.store.removeOthers(netns, 0)
 	}
 }
 
-// Abandon drops the Enforcer's file descriptors and nothing else, as a
-// dying umh does. For tests of a takeover.
+// Abandon forgets what the Enforcer knows (it holds no fd) and nothing
+// else, as a dying umh does. For tests of a takeover.
 func (e *Enforcer) Abandon() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for netns, st := range e.ns {
-		st.objs.Close()
-		delete(e.ns, netns)
-	}
+	clear(e.ns)
 }
 
 // oneLine keeps an error to one line for the kernel log, and its chain

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -445,5 +446,97 @@ func TestNoStore(t *testing.T) {
 	})
 	if k.gen(3) != 0 {
 		t.Fatal("programs still held")
+	}
+}
+
+// bpfFDs counts this process's open BPF program and map fds.
+func bpfFDs(t *testing.T) int {
+	t.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, de := range des {
+		l, err := os.Readlink(filepath.Join("/proc/self/fd", de.Name()))
+		if err == nil && (l == "anon_inode:bpf-prog" || l == "anon_inode:bpf-map") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestNoFDsKept: after Install, Counted and a replace the umh holds no fd
+// of a namespace's programs or maps, so that they go with the module's
+// references (its pernet exit), whatever the umh does; what it asks of the
+// namespace afterwards is answered without fuss.
+func TestNoFDsKept(t *testing.T) {
+	needBPF(t)
+	base := bpfFDs(t)
+	k := newFake(t)
+	e, log := newEnforcer(t, t.TempDir(), k)
+	const ns = 11
+	if _, err := e.Install(ns, dropUDP(t)); err != nil {
+		t.Fatal(err)
+	}
+	k.run(t, ns, udpFrame())
+	if c := e.Counted(ns); c == nil {
+		t.Fatal("nothing counted")
+	}
+	if old, err := e.Install(ns, queueUDP(t)); err != nil || old == nil {
+		t.Fatalf("replace: %v, replaced %v", err, old)
+	}
+	k.run(t, ns, udpFrame())
+	if c := e.Counted(ns); c == nil || c[0].Pcnt != 1 {
+		t.Fatalf("counted %+v", c)
+	}
+	// The fake holds 3 programs and the ctx map; nothing else may be open.
+	if n := bpfFDs(t); n != base+kmodctl.NumHooks+1 {
+		t.Fatalf("%d bpf fds open, want %d (the module's %d)", n, base+kmodctl.NumHooks+1, kmodctl.NumHooks+1)
+	}
+	held, err := k.Held()
+	if err != nil || len(held) != 1 {
+		t.Fatalf("held %v, %v", held, err)
+	}
+	counters, err := findCounters(held[0], queueUDP(t).NumEntries())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	k.exit(ns) // the module's pernet exit; the umh is not told yet
+	if n := bpfFDs(t); n != base {
+		t.Fatalf("%d bpf fds open after the exit, want %d", n, base)
+	}
+	for _, id := range held[0].ProgID {
+		if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); !errors.Is(err, os.ErrNotExist) {
+			p.Close()
+			t.Fatalf("program %d outlives the module's references: %v", id, err)
+		}
+	}
+	// Maps go once their programs are freed (after an RCU grace period).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m, err := ebpf.NewMapFromID(counters)
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if err == nil {
+			m.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counters map %d outlives its programs: %v", counters, err)
+		}
+	}
+	if c := e.Counted(ns); c != nil {
+		t.Fatalf("a gone namespace counted %+v", c)
+	}
+	if _, err := e.Install(ns, dropUDP(t)); !errors.Is(err, unix.ESRCH) {
+		t.Fatalf("install in a gone namespace: %v", err)
+	}
+	e.NetnsExit(ns)
+	if strings.Contains(log.String(), "lost") {
+		t.Fatalf("log:\n%s", log)
+	}
+	if n := bpfFDs(t); n != base {
+		t.Fatalf("%d bpf fds open at the end, want %d", n, base)
 	}
 }

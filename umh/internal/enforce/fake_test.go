@@ -145,9 +145,6 @@ func (f *fakeKmod) Held() ([]kmodctl.Held, error) {
 			if f.badIDs {
 				h.ProgID[i] = 1<<31 - 1 - uint32(i)
 			}
-			if f.badIDs {
-				h.ProgID[i] = 1<<31 - 1 - uint32(i)
-			}
 		}
 		info, err := s.ctx.Info()
 		if err != nil {
@@ -158,6 +155,18 @@ func (f *fakeKmod) Held() ([]kmodctl.Held, error) {
 		out = append(out, h)
 	}
 	return out, nil
+}
+
+// exit drops what the module holds of netns, as its pernet exit does,
+// and makes it gone.
+func (f *fakeKmod) exit(netns uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s := f.held[netns]; s != nil {
+		s.close()
+		delete(f.held, netns)
+	}
+	f.gone[netns] = true
 }
 
 func (f *fakeKmod) gen(netns uint64) uint64 {

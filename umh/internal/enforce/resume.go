@@ -15,9 +15,10 @@ import (
 // What the module holds is the truth: for each namespace it holds
 // programs for, the store's record of the same gen gives the table and
 // its kept counters, which Resume hands to restore (package table's
-// Restore), and the programs and their counters are adopted by id, live
-// counts included. Records of other gens are dropped (an Install that did
-// not finish, or one that did whose old record was not removed yet).
+// Restore), and the programs' counters map is found by id, live counts
+// included (no fd is kept: see the package doc). Records of other gens
+// are dropped (an Install that did not finish, or one that did whose old
+// record was not removed yet).
 //
 // A namespace the module holds programs for without a matching record is
 // logged as an error and its programs are dropped (the module accepts
@@ -73,7 +74,7 @@ func (e *Enforcer) resumeOne(h kmodctl.Held, r *record, restore func(uint64, *ip
 	if err != nil {
 		return fmt.Errorf("the record of gen %d is invalid: %w", h.Gen, err)
 	}
-	objs, err := adopt(h, t.NumEntries())
+	counters, err := findCounters(h, t.NumEntries())
 	if err != nil {
 		e.log.Warnf("netns %d: cannot take over its programs (%v): installing the table again, its live counters are lost", h.Netns, err)
 		if _, err := e.Install(h.Netns, t); err != nil {
@@ -81,7 +82,7 @@ func (e *Enforcer) resumeOne(h kmodctl.Held, r *record, restore func(uint64, *ip
 		}
 	} else {
 		e.mu.Lock()
-		e.ns[h.Netns] = &nsState{objs: objs, gen: h.Gen, table: t, kept: r.Kept}
+		e.ns[h.Netns] = &nsState{counters: counters, entries: t.NumEntries(), gen: h.Gen, table: t, kept: r.Kept}
 		e.mu.Unlock()
 		if e.store != nil {
 			e.store.removeOthers(h.Netns, h.Gen)
@@ -106,35 +107,13 @@ func (e *Enforcer) drop(netns uint64) {
 	e.NetnsExit(netns)
 }
 
-// adopt takes the held programs and ctx map by id.
-func adopt(h kmodctl.Held, entries int) (*codegen.Objects, error) {
-	progs := map[int]*ebpf.Program{}
-	closeAll := func() {
-		for _, p := range progs {
-			p.Close()
+// findCounters is the id of the counters map of the programs held for
+// h.Netns, for a table of entries entries.
+func findCounters(h kmodctl.Held, entries int) (ebpf.MapID, error) {
+	for _, id := range h.ProgID {
+		if id != 0 {
+			return codegen.FindCounters(ebpf.ProgramID(id), entries)
 		}
 	}
-	for i, id := range h.ProgID {
-		if id == 0 {
-			continue
-		}
-		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("program %d: %w", id, err)
-		}
-		progs[kmodHooks[i]] = p
-	}
-	ctx, err := ebpf.NewMapFromID(ebpf.MapID(h.CtxID))
-	if err != nil {
-		closeAll()
-		return nil, fmt.Errorf("ctx map %d: %w", h.CtxID, err)
-	}
-	objs, err := codegen.Adopt(progs, ctx, entries)
-	if err != nil {
-		closeAll()
-		ctx.Close()
-		return nil, err
-	}
-	return objs, nil
+	return 0, errors.New("no program held")
 }
