@@ -73,6 +73,17 @@ build() {
 	if [[ -f "$dir/.done" ]]; then
 		return 0
 	fi
+	# One build per cache directory: a second make waits for the first
+	# (two builds in one tree break each other), then finds it done.
+	mkdir -p "$cache/kernel"
+	exec 9>"$dir.lock"
+	if ! flock -n 9; then
+		step "waiting for the build of $dir by another make"
+		flock 9
+	fi
+	if [[ -f "$dir/.done" ]]; then
+		return 0
+	fi
 	[[ -f "$tarball" ]] || die "$tarball missing (apt-get install $pkg)"
 	jobs=$(nproc)
 	mkdir -p "$dir"
