@@ -58,21 +58,6 @@ func restoreTable(t *testing.T, rules string) {
 	}
 }
 
-// umhPid returns the pid of the one live bpfilter_umh.
-func umhPid(t *testing.T) int {
-	t.Helper()
-	var live []gt.Proc
-	for _, p := range gt.Procs("bpfilter_umh") {
-		if p.State != "Z" {
-			live = append(live, p)
-		}
-	}
-	if len(live) != 1 {
-		t.Fatalf("want one live bpfilter_umh, have %+v (all: %+v)", live, gt.Procs("bpfilter_umh"))
-	}
-	return live[0].Pid
-}
-
 // sameUmh tells whether pid is still the one and only bpfilter_umh.
 func sameUmh(pid int) error {
 	ps := gt.Procs("bpfilter_umh")

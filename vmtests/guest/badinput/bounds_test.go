@@ -110,7 +110,7 @@ func TestOversizeRequests(t *testing.T) {
 			defer unix.Close(fd)
 			pid := 0
 			if b == gt.Bpfilter {
-				pid = umhPid(t)
+				pid = gt.UmhPid(t)
 			}
 			lenBox, lenReg, err := guarded(4)
 			if err != nil {
@@ -193,7 +193,7 @@ func TestCountersPointerUnmapped(t *testing.T) {
 			defer unix.Close(fd)
 			pid := 0
 			if b == gt.Bpfilter {
-				pid = umhPid(t)
+				pid = gt.UmhPid(t)
 			}
 			// The blob to install: newRules' own, taken from the
 			// table, then knownTable put back with counters.
@@ -280,7 +280,7 @@ const (
 func TestPrivateSockopts(t *testing.T) {
 	defer gt.Use(t, gt.IPTables)
 	gt.Use(t, gt.Bpfilter)
-	pid := umhPid(t)
+	pid := gt.UmhPid(t)
 	restoreTable(t, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"+
 		"-A OUTPUT -d 127.0.0.1/32 -p udp -m udp --dport 9 -j DROP\nCOMMIT\n")
 	rules := gt.MustRun(t, "iptables-legacy", "-S")

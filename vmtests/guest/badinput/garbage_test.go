@@ -265,7 +265,7 @@ func TestUmhSurvivesGarbage(t *testing.T) {
 	if rules != knownRules {
 		t.Fatalf("iptables-legacy -S:\n%s\nwant:\n%s", rules, knownRules)
 	}
-	pid := umhPid(t)
+	pid := gt.UmhPid(t)
 	// Without ip_tables, what bpfilter leaves to it (other tables,
 	// extensions it does not know) ends in ENOPROTOOPT rather than in
 	// request_module calls for random names: the burst stays on the umh.

@@ -100,7 +100,7 @@ func runCases(t *testing.T, b gt.Backend) *run {
 	gt.Ensure(t, b)
 	pid := 0
 	if b == gt.Bpfilter {
-		pid = umhPid(t)
+		pid = gt.UmhPid(t)
 	}
 	rules := gt.MustRun(t, "iptables-legacy", "-S")
 

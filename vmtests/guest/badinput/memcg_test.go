@@ -140,7 +140,7 @@ func TestMemoryChargedToCaller(t *testing.T) {
 			base, tbl := countedTable(t, fd)
 			pid := 0
 			if b == gt.Bpfilter {
-				pid = umhPid(t)
+				pid = gt.UmhPid(t)
 			}
 			dir := memcg(t, memcgLimit)
 

@@ -168,7 +168,7 @@ func toldGone(t *testing.T, k *gt.Kmsg, cookies ...uint64) {
 func TestNamespaces(t *testing.T) {
 	defer gt.Use(t, gt.IPTables)
 	gt.Use(t, gt.Bpfilter)
-	pid := umhPid(t)
+	pid := gt.UmhPid(t)
 
 	var initIno uint64
 	var st unix.Stat_t

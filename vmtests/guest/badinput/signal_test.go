@@ -31,7 +31,7 @@ func TestSignalDuringCall(t *testing.T) {
 			restoreTable(t, knownTable)
 			pid := 0
 			if b == gt.Bpfilter {
-				pid = umhPid(t)
+				pid = gt.UmhPid(t)
 			}
 			k := gt.NewKmsg(t)
 			calls, failed, first := signalledCalls(t, 100)

@@ -94,13 +94,13 @@ func TestRmmodLeavesNothing(t *testing.T) {
 				t.Errorf("with rules in 3 namespaces, bpfilter added %d programs and %d maps to the kernel: it enforces nothing", nprog, nmap)
 			}
 
-			pid := umhPid(t)
+			pid := gt.UmhPid(t)
 			switch umh {
 			case "stopped":
 				stopUmh(t, pid)
 			case "dead":
 				killUmh(t, pid)
-				if ps := liveUmhs(); len(ps) != 0 {
+				if ps := gt.LiveUmhs(); len(ps) != 0 {
 					t.Fatalf("a umh runs after the kill, before rmmod: %+v", ps)
 				}
 			}
@@ -153,14 +153,14 @@ func TestUmhKilled(t *testing.T) {
 	wantS := b.ipt(t, "-S")
 	expectProbe(t, "before the kill", burst, []int{0, burst}, p23, p24)
 
-	pid := umhPid(t)
+	pid := gt.UmhPid(t)
 	st := startStream(time.Millisecond, p23.s, p24.s)
 	time.Sleep(200 * time.Millisecond)
 	killUmh(t, pid)
 	atKill := st.sent.Load()
 	time.Sleep(300 * time.Millisecond)
 	without := st.sent.Load() - atKill
-	live := liveUmhs()
+	live := gt.LiveUmhs()
 	n := st.end(t)
 	if len(live) != 0 {
 		t.Errorf("a umh ran during the stream after the kill: %+v", live)
@@ -178,7 +178,7 @@ func TestUmhKilled(t *testing.T) {
 	}
 	t.Logf("stream of %d datagrams to each port, %d of them after the umh was gone", n, without)
 	expectProbe(t, "after the kill, before any iptables call", burst, []int{0, burst}, p23, p24)
-	if live := liveUmhs(); len(live) != 0 {
+	if live := gt.LiveUmhs(); len(live) != 0 {
 		t.Errorf("a umh runs before any iptables call: %+v", live)
 	}
 
@@ -193,7 +193,7 @@ func TestUmhKilled(t *testing.T) {
 	wantCounter(t, "INPUT rule 1 (--dport 23 DROP)", lst.rule(t, "INPUT", 0), all)
 	wantCounter(t, "INPUT rule 2 (--dport 24 ACCEPT)", lst.rule(t, "INPUT", 1), all)
 	wantCounter(t, "INPUT policy", lst.policy["INPUT"], 0)
-	if npid := umhPid(t); npid == pid {
+	if npid := gt.UmhPid(t); npid == pid {
 		t.Errorf("the umh after the kill has the killed one's pid %d", pid)
 	} else {
 		t.Logf("restarted umh: pid %d", npid)
@@ -273,7 +273,7 @@ func TestKillMidReplace(t *testing.T) {
 	outcomes := map[string]int{}
 	for i := 0; i < rounds; i++ {
 		b.restore(t, oldT)
-		pid := umhPid(t)
+		pid := gt.UmhPid(t)
 		delay := time.Duration(rng.Int63n(int64(replace)))
 		r := b.start(t, newT, "iptables-legacy-restore")
 		rpid := r.cmd.Process.Pid
@@ -345,7 +345,7 @@ func TestNamespaceExit(t *testing.T) {
 	if len(progsOfC) == 0 || len(ofD) == 0 {
 		t.Fatalf("rules in c added %d programs, in d %d BPF objects: want some in each", len(progsOfC), len(ofD))
 	}
-	pid := umhPid(t)
+	pid := gt.UmhPid(t)
 	stopUmh(t, pid)
 
 	c.close()
@@ -395,7 +395,7 @@ func TestNamespaceExit(t *testing.T) {
 	}
 	d23, d24 := d.listen(t, "127.0.0.1:23"), d.listen(t, "127.0.0.1:24")
 	expectProbe(t, "d over lo", burst, []int{0, burst}, path{d.dial(t, "127.0.0.1:23"), d23}, path{d.dial(t, "127.0.0.1:24"), d24})
-	if npid := umhPid(t); npid != pid {
+	if npid := gt.UmhPid(t); npid != pid {
 		t.Errorf("the umh changed from %d to %d while c went", pid, npid)
 	}
 }

@@ -23,27 +23,6 @@ import (
 	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
 )
 
-// liveUmhs are the bpfilter_umh processes that are not zombies.
-func liveUmhs() []gt.Proc {
-	var ps []gt.Proc
-	for _, p := range gt.Procs("bpfilter_umh") {
-		if p.State != "Z" {
-			ps = append(ps, p)
-		}
-	}
-	return ps
-}
-
-// umhPid is the pid of the one running umh.
-func umhPid(t testing.TB) int {
-	t.Helper()
-	ps := liveUmhs()
-	if len(ps) != 1 {
-		t.Fatalf("want one running bpfilter_umh, have %+v", ps)
-	}
-	return ps[0].Pid
-}
-
 // gone tells whether pid has left /proc (reaped, not only a zombie).
 func gone(pid int) bool { _, ok := gt.ReadProc(pid); return !ok }
 

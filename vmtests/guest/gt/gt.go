@@ -131,6 +131,28 @@ func Procs(comm string) []Proc {
 	return ps
 }
 
+// LiveUmhs are the bpfilter_umh processes that are not zombies.
+func LiveUmhs() []Proc {
+	var ps []Proc
+	for _, p := range Procs("bpfilter_umh") {
+		if p.State != "Z" {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// UmhPid is the pid of the one live bpfilter_umh; fails t unless there is
+// exactly one.
+func UmhPid(t testing.TB) int {
+	t.Helper()
+	ps := LiveUmhs()
+	if len(ps) != 1 {
+		t.Fatalf("want one live bpfilter_umh, have %+v (all: %+v)", ps, Procs("bpfilter_umh"))
+	}
+	return ps[0].Pid
+}
+
 // Eventually polls cond every 20 ms until it holds or timeout passes.
 func Eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)

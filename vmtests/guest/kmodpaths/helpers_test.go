@@ -101,27 +101,6 @@ func setRequestBound(t testing.TB, d time.Duration) {
 	})
 }
 
-// umhPid is the pid of the one running umh.
-func umhPid(t testing.TB) int {
-	t.Helper()
-	ps := liveUmhs()
-	if len(ps) != 1 {
-		t.Fatalf("want one running bpfilter_umh, have %+v", ps)
-	}
-	return ps[0].Pid
-}
-
-// liveUmhs are the bpfilter_umh processes that are not zombies.
-func liveUmhs() []gt.Proc {
-	var ps []gt.Proc
-	for _, p := range gt.Procs("bpfilter_umh") {
-		if p.State != "Z" {
-			ps = append(ps, p)
-		}
-	}
-	return ps
-}
-
 // killUmh sends the umh SIGKILL and waits until it is gone.
 func killUmh(t *testing.T, pid int) {
 	t.Helper()

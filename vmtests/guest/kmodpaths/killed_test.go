@@ -60,7 +60,7 @@ const (
 func TestCallerKilledMidCall(t *testing.T) {
 	fresh(t)
 	load(t, gt.GoodKO)
-	pid := umhPid(t)
+	pid := gt.UmhPid(t)
 	input, bigOut := bigTable()
 
 	// The umh is stopped while the caller enters its call, so that the
@@ -73,7 +73,7 @@ func TestCallerKilledMidCall(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			restore(t, smallTable)
 			killMidReplace(t, pid, input, r.woken, bigOut)
-			if npid := umhPid(t); npid != pid {
+			if npid := gt.UmhPid(t); npid != pid {
 				t.Fatalf("the umh changed from %d to %d", pid, npid)
 			}
 		})

@@ -156,14 +156,14 @@ func TestNetnsExitWhileUmhDead(t *testing.T) {
 		t.Fatal("the namespace's rules brought no BPF programs")
 	}
 	ino, cookie := n.ino, n.cookie
-	pid := umhPid(t)
+	pid := gt.UmhPid(t)
 	killUmh(t, pid)
 
 	k := gt.NewKmsg(t)
 	start := time.Now()
 	n.gone(t)
 	t.Logf("netns inode %d cookie %d (programs %v) exited %v after its last reference went; umh processes now: %+v",
-		ino, cookie, ofN, time.Since(start).Round(time.Millisecond), liveUmhs())
+		ino, cookie, ofN, time.Since(start).Round(time.Millisecond), gt.LiveUmhs())
 
 	// The module dropped the dead namespace's programs at its exit,
 	// with no umh running.
@@ -195,7 +195,7 @@ func TestNetnsExitWhileUmhDead(t *testing.T) {
 	}
 	k.Wait(t, regexp.MustCompile(fmt.Sprintf(`^bpfilter_umh: netns %d is gone$`, cookie)), 10*time.Second)
 	gt.SetTrace(t, false)
-	npid := umhPid(t)
+	npid := gt.UmhPid(t)
 	if npid == pid {
 		t.Fatalf("the umh has the killed one's pid %d", pid)
 	}
@@ -212,7 +212,7 @@ func TestNetnsExitWhileUmhDead(t *testing.T) {
 			}
 		}
 	}
-	if npid2 := umhPid(t); npid2 != npid {
+	if npid2 := gt.UmhPid(t); npid2 != npid {
 		t.Errorf("the umh changed from %d to %d", npid, npid2)
 	}
 	noTrouble(t, k)

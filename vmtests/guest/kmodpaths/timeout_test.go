@@ -28,7 +28,7 @@ func TestStuckUmhTimesOut(t *testing.T) {
 	restore(t, smallTable)
 	const bound = 2 * time.Second
 	setRequestBound(t, bound)
-	pid := umhPid(t)
+	pid := gt.UmhPid(t)
 
 	k := gt.NewKmsg(t)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -106,7 +106,7 @@ func TestStuckUmhTimesOut(t *testing.T) {
 	if got := gt.MustRun(t, "iptables-legacy", "-S"); got != smallRules {
 		t.Errorf("after the stuck umh was killed: iptables-legacy -S:\n%s\nwant:\n%s", got, smallRules)
 	}
-	if npid := umhPid(t); npid == pid {
+	if npid := gt.UmhPid(t); npid == pid {
 		t.Errorf("the umh still has the stuck one's pid %d", pid)
 	}
 	noFallback(t)
