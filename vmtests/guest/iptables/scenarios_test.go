@@ -282,6 +282,49 @@ var scenarios = []scenario{
 		ipt("-t", "nat", "-A", "PREROUTING", "-j", "ACCEPT"),
 	}},
 	{"many rules", manyRules(200)},
+	// TestNonFatalWakeups' sequence, on a smaller table: a table restored
+	// with counters, policies' included, then a rule appended by
+	// iptables-legacy-restore --noflush (libiptc reads the table, replaces
+	// it, and adds the counters it maps from the old table, which the
+	// replace handed back, with SET_ADD_COUNTERS).
+	{"restore with counters, then --noflush appends", noflushAppend("--noflush")},
+	{"restore with counters, then --noflush -c appends", noflushAppend("--noflush", "-c")},
+	{"restore with counters, then --noflush -c appends a counted rule", []step{
+		restore(countedTable(20), "-c"),
+		restore("*filter\n[6:600] -A INPUT -p udp --dport 9 -j DROP\nCOMMIT\n", "--noflush", "-c"),
+		ipt("-L", "-v", "-x", "-n"),
+		save("-c"),
+	}},
+	{"restore with counters, then --noflush -c sets a policy's", []step{
+		restore(countedTable(20), "-c"),
+		restore("*filter\n:FORWARD DROP [9:900]\n-A INPUT -p udp --dport 9 -j DROP\nCOMMIT\n", "--noflush", "-c"),
+		ipt("-L", "-v", "-x", "-n"),
+		save("-c"),
+	}},
+}
+
+// countedTable has n rules in INPUT (and a user chain), rule i with the
+// counters [i+1:(i+1)*64], and counters for the policies, for
+// iptables-legacy-restore -c: lifecycle.countedTable's table.
+func countedTable(n int) string {
+	in := "*filter\n:INPUT ACCEPT [3:300]\n:FORWARD DROP [4:400]\n:OUTPUT ACCEPT [5:500]\n:web - [0:0]\n"
+	for i := 0; i < n; i++ {
+		in += "[" + itoa(i+1) + ":" + itoa((i+1)*64) + "] -A INPUT -s 172.20." + itoa((i/250)%250) + "." + itoa(i%250) +
+			"/32 -p udp --dport " + itoa(1000+i%50000) + " -j DROP\n"
+	}
+	return in + "[7:700] -A INPUT -p tcp -j web\n[8:800] -A web -p tcp --dport 80 -j ACCEPT\nCOMMIT\n"
+}
+
+// noflushAppend restores countedTable(20) with -c, then appends a rule to
+// INPUT with iptables-legacy-restore and args.
+func noflushAppend(args ...string) []step {
+	return []step{
+		restore(countedTable(20), "-c"),
+		ipt("-L", "-v", "-x", "-n"),
+		restore("*filter\n-A INPUT -p udp --dport 9 -j DROP\nCOMMIT\n", args...),
+		ipt("-L", "-v", "-x", "-n"),
+		save("-c"),
+	}
 }
 
 func manyRules(n int) []step {
