@@ -63,9 +63,9 @@ func TestCallerKilledMidCall(t *testing.T) {
 	pid := gt.UmhPid(t)
 	input, bigOut := bigTable()
 
-	// The umh is stopped while the caller enters its call, so that the
-	// kill lands inside it for certain: with the umh stopped (the module
-	// waiting on it), or just woken and at work on the request.
+	// The umh is stopped once the caller is in its SET_REPLACE, so that
+	// the kill lands inside the call for certain: with the umh stopped
+	// (the module waiting on it), or just woken and at work on it.
 	for _, r := range []struct {
 		name  string
 		woken bool
@@ -155,23 +155,46 @@ func startProbe(t *testing.T) (*child, io.WriteCloser) {
 // killMidReplace restores input (bigOut is its iptables -S) with a caller
 // that is killed inside its SET_REPLACE, together with a second caller
 // queued behind it, and checks the calls that follow. The umh (umh) is
-// stopped until the kill, or (woken) woken just before it.
+// stopped inside the replace until the kill, or (woken) woken just before
+// it.
 func killMidReplace(t *testing.T, umh int, input string, woken bool, bigOut string) {
 	k := gt.NewKmsg(t)
 	b, goB := startProbe(t)
 
-	if err := syscall.Kill(umh, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
 	cont := func() {
 		if err := syscall.Kill(umh, syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
 	}
 	defer cont()
-	// A: the replace.
-	a := startRestore(t, input)
-	waitInSockopt(t, a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace, time.Minute)
+	// A: the replace. Its earlier calls (GET_INFO, GET_ENTRIES) need the
+	// umh; the umh is stopped as soon as A is in its SET_REPLACE, and if
+	// it answered the replace first, the round is tried again.
+	var a *child
+	for try := 1; ; try++ {
+		a = startRestore(t, input)
+		pid := a.cmd.Process.Pid
+		deadline := time.Now().Add(time.Minute)
+		for !inSockopt(pid, sysSetsockopt, gt.SetReplace) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if err := syscall.Kill(umh, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		// Stopped for certain once /proc says so.
+		if !gt.Eventually(5*time.Second, func() bool { p, _ := gt.ReadProc(umh); return p.State == "T" }) {
+			t.Fatalf("the umh (pid %d) did not stop", umh)
+		}
+		if inSockopt(pid, sysSetsockopt, gt.SetReplace) {
+			break
+		}
+		cont()
+		a.cmd.Wait()
+		restore(t, smallTable)
+		if try == 10 {
+			t.Fatalf("in %d tries, the umh answered the replace before it could be stopped", try)
+		}
+	}
 	inCall := time.Now()
 	// B: a GET_INFO that waits behind A for the module's lock.
 	if _, err := goB.Write([]byte{1}); err != nil {
