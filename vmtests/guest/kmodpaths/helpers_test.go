@@ -130,12 +130,8 @@ const (
 	sysGetsockopt = 55
 )
 
-// syscallArgs returns the syscall pid is blocked in and its arguments,
-// or -1 if it is not in one.
-func syscallArgs(pid int) (int, []uint64) {
-	return taskSyscallArgs(fmt.Sprintf("/proc/%d/syscall", pid))
-}
-
+// taskSyscallArgs returns the syscall a task (its /proc/PID/task/TID/syscall
+// path) is blocked in and its arguments, or -1 if it is not in one.
 func taskSyscallArgs(path string) (int, []uint64) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -170,11 +166,18 @@ func inSyscall(pid, nr int, arg0 uint64) bool {
 	return false
 }
 
-// inSockopt tells whether pid is blocked in the sockopt call nr (a
-// syscall number) at IPPROTO_IP with optname opt.
+// inSockopt tells whether a thread of pid is blocked in the sockopt call
+// nr (a syscall number) at IPPROTO_IP with optname opt (a Go child makes
+// its call on any of its threads).
 func inSockopt(pid, nr, opt int) bool {
-	n, args := syscallArgs(pid)
-	return n == nr && len(args) >= 3 && args[1] == syscall.IPPROTO_IP && args[2] == uint64(opt)
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
+	for _, task := range tasks {
+		n, args := taskSyscallArgs(task)
+		if n == nr && len(args) >= 3 && args[1] == syscall.IPPROTO_IP && args[2] == uint64(opt) {
+			return true
+		}
+	}
+	return false
 }
 
 // waitIn waits until cond holds, looking every millisecond, and fails t
