@@ -41,8 +41,8 @@ static const struct xt_table filter_name = {
 
 /*
  * symbol_get() only finds GPL exports: the table info, which has no
- * entries (no jump stack), is allocated here as xt_alloc_table_info()
- * would, and freed with kvfree() as xt_free_table_info() would.
+ * entries, is allocated here as xt_alloc_table_info() would, and freed
+ * by free_info() as xt_free_table_info() would.
  */
 struct xt_syms {
 	typeof(xt_register_table) *register_table;
@@ -57,6 +57,22 @@ static unsigned int xtname_net_id;
 static struct xt_table **net_table(struct net *net)
 {
 	return net_generic(net, xtname_net_id);
+}
+
+/*
+ * As xt_free_table_info(): xt_replace_table() gave the info a jump stack
+ * (an array of per-CPU stacks, none allocated for a stack size of 0).
+ */
+static void free_info(struct xt_table_info *info)
+{
+	int cpu;
+
+	if (info->jumpstack) {
+		for_each_possible_cpu(cpu)
+			kvfree(info->jumpstack[cpu]);
+		kvfree(info->jumpstack);
+	}
+	kvfree(info);
 }
 
 static void put_syms(void)
@@ -103,7 +119,7 @@ void bpfilter_xtname_add(struct net *net)
 		goto out;
 	table = syms.register_table(net, &filter_name, &bootstrap, info);
 	if (IS_ERR(table)) {
-		kvfree(info);
+		free_info(info);
 		/* -EEXIST: ip_tables has its own filter table there. */
 		if (PTR_ERR(table) != -EEXIST)
 			pr_err("cannot name the filter table in /proc/net/ip_tables_names: %ld\n",
@@ -122,7 +138,7 @@ static void drop_table(struct net *net)
 	lockdep_assert_held(&xtname_lock);
 	if (!*t)
 		return;
-	kvfree(syms.unregister_table(*t));
+	free_info(syms.unregister_table(*t));
 	*t = NULL;
 }
 
