@@ -45,7 +45,7 @@ export CGO_ENABLED := 0
 export KCONFIG_DEBUG
 # The groups that reach every kmod path, which make test also runs on the
 # debug kernel.
-DEBUG_GROUPS := TestLifecycle|TestBadInput|TestKmodPaths|TestEnforce
+DEBUG_GROUPS := TestLifecycle|TestBadInput|TestKmodPaths|TestEnforce|TestTraffic
 
 .PHONY: all module kernel kdir-modules umh vmtest vmtest-debug test unit fuzz bench checkpatch compat-check run shell install clean print-kernel deps-vm
 
