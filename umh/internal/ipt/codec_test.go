@@ -277,10 +277,10 @@ func TestFindRevision(t *testing.T) {
 		{"multiport", 0, false, 0, eprotonosupport},
 		{"iprange", 1, false, 1, nil},
 		{"comment", 0, false, 0, nil},
-		{"mark", 0, false, 0, enoent},
+		{"quota", 0, false, 0, enoent},
 		{"ERROR", 0, true, 0, nil},
 		{"", 0, true, 0, nil},
-		{"REJECT", 0, true, 0, enoent},
+		{"MARK", 2, true, 0, enoent},
 		{"tcp", 0, true, 0, enoent},
 	}
 	for _, tt := range tests {

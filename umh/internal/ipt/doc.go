@@ -12,6 +12,13 @@
 // accepted; any other one is refused with ENOENT, which is what ip_tables
 // answers when the extension's module cannot be loaded.
 //
+// One exception to the order: kernel-hosted extensions (kernelext.go:
+// REJECT, LOG, limit, recent, ...) are run by the kernel's own x_tables
+// modules, and their checkentry runs in the kernel, when bpfilter.ko gets
+// the table's programs, after the umh has checked the whole blob. Where
+// ip_tables would stop at such a checkentry's error, a later entry's error
+// that the umh finds comes first.
+//
 // Only the native x86_64 layout (little endian, 64-bit pointers) exists
 // here: there is no compat (32-bit) support. Sizes and offsets are pinned
 // against the C headers by layout_test.go.

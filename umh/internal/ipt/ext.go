@@ -26,6 +26,16 @@ type extension struct {
 	check func(ip *IP, data []byte) *Error
 	// decode turns validated data into its typed form.
 	decode func(data []byte) any
+	// userSize, if not 0, is the extension's usersize: the bytes of data
+	// that GET_ENTRIES returns (xt_data_to_user); the rest reads as zero.
+	userSize int
+	// hooks, if not 0, are the only hooks (1 << NF_INET_*) the extension
+	// may be reached from; table, if not "", the only table it is valid in.
+	hooks uint32
+	table string
+	// kernel marks a kernel-hosted extension (kernelext.go): its
+	// checkentry and its work are the kernel module's.
+	kernel bool
 }
 
 // matches are the matches bpfilter accepts, registered as in Linux 6.1
@@ -39,6 +49,24 @@ var matches = []extension{
 	{name: "multiport", revision: 1, family: familyIPv4, size: multiportSize, check: checkMultiport, decode: decodeMultiportAny},
 	{name: "iprange", revision: 1, family: familyIPv4, size: iprangeSize, decode: decodeIPRangeAny},
 	{name: "comment", family: familyUnspec, size: commentSize, decode: decodeCommentAny},
+	// Kernel-hosted (kernelext.go), as their 6.1 modules register them for
+	// NFPROTO_IPV4 or NFPROTO_UNSPEC; none has a .proto.
+	kernelMatch("limit", 0, familyUnspec, rateInfoSize, rateInfoUser), // xt_limit.c
+	kernelMatch("addrtype", 0, familyIPv4, addrtypeSizeV0, 0),         // xt_addrtype.c
+	kernelMatch("addrtype", 1, familyIPv4, addrtypeSizeV1, 0),
+	kernelMatch("recent", 0, familyIPv4, recentSizeV0, 0), // xt_recent.c
+	kernelMatch("recent", 1, familyIPv4, recentSizeV1, 0),
+	kernelMatch("mark", 1, familyUnspec, markMtSize, 0),                // xt_mark.c
+	kernelMatch("nfacct", 0, familyUnspec, nfacctSizeV0, nfacctUserV0), // xt_nfacct.c
+	kernelMatch("nfacct", 1, familyUnspec, nfacctSizeV1, nfacctUserV1),
+	withHooks(kernelMatch("mac", 0, familyIPv4, macInfoSize, 0), macHooks), // xt_mac.c
+	kernelMatch("pkttype", 0, familyUnspec, pkttypeInfoSize, 0),            // xt_pkttype.c
+	kernelMatch("length", 0, familyIPv4, lengthInfoSize, 0),                // xt_length.c
+	kernelMatch("ttl", 0, familyIPv4, ttlInfoSize, 0),                      // xt_hl.c
+	kernelMatch("dscp", 0, familyIPv4, dscpInfoSize, 0),                    // xt_dscp.c
+	kernelMatch("tos", 1, familyIPv4, tosMatchInfoSize, 0),
+	kernelMatch("ecn", 0, familyIPv4, ecnInfoSize, 0),                            // xt_ecn.c
+	withHooks(kernelMatch("owner", 1, familyIPv4, ownerInfoSize, 0), ownerHooks), // xt_owner.c
 }
 
 // targets are the targets bpfilter accepts: ip_tables' builtin ones, and
@@ -50,6 +78,10 @@ var targets = []extension{
 	{name: NFQueueTarget, revision: 1, family: familyUnspec, size: nfqSizeV1, check: checkNFQueue(1), decode: decodeNFQueue(1)},
 	{name: NFQueueTarget, revision: 2, family: familyUnspec, size: nfqSizeV2, check: checkNFQueue(2), decode: decodeNFQueue(2)},
 	{name: NFQueueTarget, revision: 3, family: familyUnspec, size: nfqSizeV3, check: checkNFQueue(3), decode: decodeNFQueue(3)},
+	// Kernel-hosted (kernelext.go). MARK (xt_mark.c) is not: it changes the
+	// packet for what runs after the filter table.
+	kernelTarget(LogTarget, 0, familyIPv4, logInfoSize, 0),                                                  // xt_LOG.c
+	inTable(withHooks(kernelTarget(RejectTarget, 0, familyIPv4, rejectInfoSize, 0), rejectHooks), "filter"), // ipt_REJECT.c
 }
 
 func kindName(target bool) string {
@@ -132,12 +164,20 @@ func FindRevision(name string, revision uint8, target bool) (int, unix.Errno) {
 }
 
 // checkExtension is xt_check_match/xt_check_target for bpfilter's
-// extensions: size, protocol, then checkentry. (No bpfilter extension is
-// restricted to a table or to hooks.)
-func checkExtension(x *extension, target bool, data []byte, ip *IP) *Error {
+// extensions: size, table, hooks (hookMask is the entry's comefrom, as
+// mark_source_chains left it), protocol, then checkentry; a kernel-hosted
+// extension's checkentry is the kernel's (kernelext.go).
+func checkExtension(x *extension, target bool, data []byte, ip *IP, table string, hookMask uint32) *Error {
 	if XTAlign(x.size) != len(data) {
 		return errorf(einval, "%s %q revision %d: invalid size %d (kernel) != (user) %d",
 			kindName(target), x.name, x.revision, XTAlign(x.size), len(data))
+	}
+	if x.table != "" && x.table != table {
+		return errorf(einval, "%s %q: only valid in %s table, not %s", kindName(target), x.name, x.table, table)
+	}
+	if x.hooks != 0 && hookMask&^x.hooks != 0 {
+		return errorf(einval, "%s %q: used from hooks %s, but only valid from %s",
+			kindName(target), x.name, hookList(hookMask), hookList(x.hooks))
 	}
 	if x.proto != 0 && (x.proto != ip.Proto || ip.InvFlags&InvProto != 0) {
 		return errorf(einval, "%s %q: only valid for protocol %d", kindName(target), x.name, x.proto)
@@ -146,4 +186,18 @@ func checkExtension(x *extension, target bool, data []byte, ip *IP) *Error {
 		return x.check(ip, data)
 	}
 	return nil
+}
+
+// hookList names the hooks of mask, as textify_hooks does.
+func hookList(mask uint32) string {
+	s := ""
+	for h := 0; h < NumHooks; h++ {
+		if mask&(1<<h) != 0 {
+			if s != "" {
+				s += "/"
+			}
+			s += HookNames[h]
+		}
+	}
+	return s
 }

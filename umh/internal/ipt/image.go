@@ -14,8 +14,9 @@ import (
 //   - counters[i] (zero when counters is shorter);
 //   - for each match and the target: the size, the extension's name and
 //     its NUL (the rest of the name field is not written), the revision,
-//     then the extension's data size of data and zeros up to the aligned
-//     size (so padding the caller sent comes back as zeros);
+//     then the extension's usersize (else its data size) of data and zeros
+//     up to the aligned size (so padding the caller sent, and the kernel
+//     state of limit and nfacct, come back as zeros);
 //
 // and nothing else: bytes after a target, up to next_offset, stay as they
 // are in dst.
@@ -57,8 +58,10 @@ func extToUser(d, raw []byte, x *extension) {
 	d[extRevisionOff] = raw[extRevisionOff]
 	data := raw[EntryMatchSize:]
 	n := len(data)
-	if x != nil && x.size < n {
-		n = x.size
+	if x != nil && x.userSize != 0 {
+		n = min(n, x.userSize) // xt_data_to_user: usersize ? : size
+	} else if x != nil {
+		n = min(n, x.size)
 	}
 	copy(d[EntryMatchSize:], data[:n])
 	clear(d[EntryMatchSize+n : EntryMatchSize+len(data)])

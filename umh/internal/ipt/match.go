@@ -10,7 +10,8 @@ type Match struct {
 	// caller handed it in.
 	Raw []byte
 	// Info is the decoded data of a validated match: *TCP, *UDP, *ICMP,
-	// *Multiport, *IPRange or *Comment.
+	// *Multiport, *IPRange or *Comment, or a kernel-hosted match's
+	// *KernelExt (kernelext.go).
 	Info any
 
 	ext *extension // set by validation

@@ -11,6 +11,7 @@ const (
 	TargetStandard                   // XT_STANDARD_TARGET: a verdict or a jump
 	TargetError                      // XT_ERROR_TARGET: a user chain's head, or the table's end
 	TargetExt                        // another registered target (ext.go): Info holds its data
+	TargetKernel                     // a kernel-hosted target (kernelext.go): Info is its *KernelExt
 )
 
 // Target is the xt_entry_target of a rule.
@@ -25,7 +26,8 @@ type Target struct {
 	Verdict int32
 	// ErrorName is the ERROR target's errorname: the user chain's name.
 	ErrorName string
-	// Info is the decoded data of a validated TargetExt: *NFQ.
+	// Info is the decoded data of a validated TargetExt (*NFQ) or
+	// TargetKernel (*KernelExt).
 	Info any
 
 	ext *extension // set by validation

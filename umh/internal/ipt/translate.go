@@ -87,7 +87,7 @@ func (tr *translator) run() (*Table, error) {
 	}
 	for i, e := range tr.entries {
 		e.Hooks = hooks[i]
-		if err := findCheckEntry(e); err != nil {
+		if err := findCheckEntry(e, tr.h.TableName()); err != nil {
 			return nil, err
 		}
 	}
@@ -255,15 +255,15 @@ func checkTableHooks(entry, underflow *[NumHooks]uint32, valid uint32) *Error {
 }
 
 // findCheckEntry is find_check_entry: look up and check each match, then
-// the target.
-func findCheckEntry(e *Entry) error {
+// the target, for table.
+func findCheckEntry(e *Entry, table string) error {
 	for k := range e.Matches {
 		m := &e.Matches[k]
 		x, err := lookupExtension(false, m.Raw)
 		if err != nil {
 			return prefixErr(e, err)
 		}
-		if err := checkExtension(x, false, m.Data(), &e.IP); err != nil {
+		if err := checkExtension(x, false, m.Data(), &e.IP, table, e.Hooks); err != nil {
 			return prefixErr(e, err)
 		}
 		m.Info = x.decode(m.Data())
@@ -273,12 +273,15 @@ func findCheckEntry(e *Entry) error {
 	if err != nil {
 		return prefixErr(e, err)
 	}
-	if err := checkExtension(x, true, e.Target.Data(), &e.IP); err != nil {
+	if err := checkExtension(x, true, e.Target.Data(), &e.IP, table, e.Hooks); err != nil {
 		return prefixErr(e, err)
 	}
 	e.Target.ext = x
 	if x.decode != nil {
 		e.Target.Kind, e.Target.Info = TargetExt, x.decode(e.Target.Data())
+		if x.kernel {
+			e.Target.Kind = TargetKernel
+		}
 	}
 	return nil
 }

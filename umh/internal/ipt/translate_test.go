@@ -299,14 +299,14 @@ var errnoCases = []errnoCase{
 	// find_check_entry: lookups
 	{name: "unknown match", errno: unix.ENOENT, // xt_request_find_match: no module
 		blob: withRule(RuleSpec{Matches: []Match{rawMatch("nosuchmatch", 0, make([]byte, 8))}, Jump: "DROP"})},
-	{name: "match mark is not bpfilter's", errno: unix.ENOENT, kernelAccepts: true,
-		blob: withRule(RuleSpec{Matches: []Match{rawMatch("mark", 1, make([]byte, 16))}, Jump: "DROP"})},
+	{name: "match quota is not bpfilter's", errno: unix.ENOENT, kernelAccepts: true,
+		blob: withRule(RuleSpec{Matches: []Match{rawMatch("quota", 0, make([]byte, 24))}, Jump: "DROP"})},
 	{name: "unknown target", errno: unix.ENOENT, // xt_request_find_target: no module
 		blob: withRule(RuleSpec{Target: rawTarget("NOSUCHTARGET", 0, make([]byte, 8))})},
 	{name: "target ACCEPT by name", errno: unix.ENOENT,
 		blob: withRule(RuleSpec{Target: rawTarget("ACCEPT", 0, make([]byte, 8))})},
-	{name: "target REJECT is not bpfilter's", errno: unix.ENOENT, kernelAccepts: true,
-		blob: withRule(RuleSpec{Target: rawTarget("REJECT", 0, make([]byte, 8))})},
+	{name: "target MARK is not bpfilter's", errno: unix.ENOENT, kernelAccepts: true,
+		blob: withRule(RuleSpec{Target: rawTarget("MARK", 2, make([]byte, 8))})},
 	{name: "match name without NUL", errno: unix.EINVAL, // strnlen(name, XT_EXTENSION_MAXNAMELEN) == XT_EXTENSION_MAXNAMELEN
 		blob: withRule(RuleSpec{Matches: []Match{rawMatch(strings.Repeat("m", ExtensionMaxNameLen), 0, make([]byte, 8))}, Jump: "DROP"})},
 	{name: "tcp revision 1", errno: unix.ENOENT, // NFPROTO_IPV4 name found, UNSPEC search says ENOENT
@@ -445,13 +445,13 @@ func TestTranslateErrnoKernel(t *testing.T) {
 }
 
 func TestReasons(t *testing.T) {
-	b := withRule(RuleSpec{Matches: []Match{rawMatch("mark", 1, make([]byte, 16))}, Jump: "DROP"})(t)
+	b := withRule(RuleSpec{Matches: []Match{rawMatch("quota", 0, make([]byte, 24))}, Jump: "DROP"})(t)
 	_, err := Decode(b)
-	if err == nil || !strings.Contains(err.Error(), `match "mark" is not supported by bpfilter`) {
+	if err == nil || !strings.Contains(err.Error(), `match "quota" is not supported by bpfilter`) {
 		t.Fatalf("reason: %v", err)
 	}
-	b = withRule(RuleSpec{Target: rawTarget("REJECT", 0, make([]byte, 8))})(t)
-	if _, err := Decode(b); err == nil || !strings.Contains(err.Error(), `target "REJECT" is not supported by bpfilter`) {
+	b = withRule(RuleSpec{Target: rawTarget("MARK", 2, make([]byte, 8))})(t)
+	if _, err := Decode(b); err == nil || !strings.Contains(err.Error(), `target "MARK" is not supported by bpfilter`) {
 		t.Fatalf("reason: %v", err)
 	}
 }

@@ -66,7 +66,7 @@ func TestOtherTablesAreLeftToIPTables(t *testing.T) {
 	for _, c := range []struct {
 		cmd  uint32
 		name string
-	}{{ipt.SoGetRevisionMatch, "mark"}, {ipt.SoGetRevisionTarget, "REJECT"}, {ipt.SoGetRevisionTarget, "tcp"}} {
+	}{{ipt.SoGetRevisionMatch, "quota"}, {ipt.SoGetRevisionTarget, "MARK"}, {ipt.SoGetRevisionTarget, "tcp"}} {
 		if status, _ := s.Sockopt(1, c.cmd, false, newMem(ipt.MarshalGetRevision(c.name, 0))); status != eNOPROTOOPT {
 			t.Errorf("revision of %q: %d", c.name, status)
 		}
