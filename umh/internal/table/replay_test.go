@@ -24,7 +24,29 @@ func kernelStatus(r kerneltest.Record) int32 {
 // the kernel's answers byte for byte: statuses, GET_INFO and GET_ENTRIES
 // buffers, and the old counters a replace hands back.
 func TestReplayCapture(t *testing.T) {
-	recs, err := kerneltest.ReadCaptureFile("../ipt/testdata/sequence.capture")
+	calls := replay(t, "../ipt/testdata/sequence.capture")
+	if calls["set 64"] < 10 || calls["get 65"] < 10 || calls["set 65"] < 10 {
+		t.Fatalf("too few calls replayed: %v", calls)
+	}
+}
+
+// TestReplayKernelExts replays ../ipt/testdata/kernel-exts.capture:
+// iptables-legacy-restore of rules with every kernel-hosted extension
+// (REJECT, LOG, limit, addrtype, recent, mark, nfacct, mac, pkttype,
+// length, ttl, tos, dscp, ecn, owner), its revision probes, and
+// iptables-legacy-save reading them back.
+func TestReplayKernelExts(t *testing.T) {
+	calls := replay(t, "../ipt/testdata/kernel-exts.capture")
+	if calls["set 64"] != 1 || calls["get 65"] < 2 || calls["get 66"] < 20 || calls["get 67"] < 4 {
+		t.Fatalf("too few calls replayed: %v", calls)
+	}
+}
+
+// replay replays the capture file at path against a fresh Server and
+// expects the kernel's answers; it returns the calls replayed by kind.
+func replay(t *testing.T, path string) map[string]int {
+	t.Helper()
+	recs, err := kerneltest.ReadCaptureFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,9 +94,7 @@ func TestReplayCapture(t *testing.T) {
 		}
 	}
 	t.Logf("replayed: %v", calls)
-	if calls["set 64"] < 10 || calls["get 65"] < 10 || calls["set 65"] < 10 {
-		t.Fatalf("too few calls replayed: %v", calls)
-	}
+	return calls
 }
 
 func firstDiff(got, want []byte) string {
