@@ -23,7 +23,7 @@ GO ?= go
 # A debug flavour's module, umh and logs live apart from the plain ones.
 BUILD := $(CURDIR)/build$(if $(filter-out 0,$(KCONFIG_DEBUG)),/$(KCONFIG_DEBUG))
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
-UMH_SRC := $(shell find umh -name '*.go') go.mod go.sum
+UMH_SRC := $(shell find umh -name '*.go' -o -name '*.o') go.mod go.sum
 KMOD_SRC := Kbuild $(wildcard kmod/*.c kmod/*.h)
 
 ifeq ($(KDIR),)
@@ -47,7 +47,7 @@ export KCONFIG_DEBUG
 # debug kernel.
 DEBUG_GROUPS := TestLifecycle|TestBadInput|TestKmodPaths|TestEnforce|TestTraffic
 
-.PHONY: all module kernel kdir-modules umh vmtest vmtest-debug test unit fuzz bench checkpatch compat-check run shell install clean print-kernel deps-vm
+.PHONY: all module kernel kdir-modules umh vmtest vmtest-debug test unit fuzz bench checkpatch compat-check run shell install clean print-kernel deps-vm generate
 
 all: module
 
@@ -148,7 +148,14 @@ checkpatch: $(KERNEL_TARGET)
 	@perl $(CHECKPATCH) --ignore LINUX_VERSION_CODE,CONSTANT_COMPARISON -f kmod/compat.h
 	@echo "  CHECK   kmod/: checkpatch clean"
 
+# The BPF datapath's bpf2go output (committed: a plain build needs no
+# clang), from umh/internal/datapath/bpf/.
+generate:
+	@tools/deps.sh bpf
+	cd umh/internal/datapath && $(GO) generate ./
+
 unit:
+	@tools/deps.sh bpf
 	@test -z "$$(gofmt -l umh vmtests tools)" || { gofmt -l umh vmtests tools; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags vmguest ./...

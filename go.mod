@@ -49,3 +49,5 @@ require (
 	golang.org/x/tools v0.40.1-0.20260108161641-ca281cf95054 // indirect
 	mvdan.cc/sh/v3 v3.11.0 // indirect
 )
+
+tool github.com/cilium/ebpf/cmd/bpf2go

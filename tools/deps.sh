@@ -4,12 +4,16 @@
 # Install the Debian packages a make target needs, if any is missing.
 #   tools/deps.sh kernel   building the test kernel and the module
 #   tools/deps.sh vm       booting it: QEMU, iptables-legacy, kmod
+#   tools/deps.sh bpf      compiling the BPF datapath (make generate, and
+#                          the unit test that regenerates it): clang, llvm,
+#                          libbpf's headers, the UAPI headers
 set -euo pipefail
 
 case "${1:-}" in
 kernel) pkgs=(linux-source-6.1 make gcc bc bison flex libelf-dev libssl-dev cpio xz-utils kmod) ;;
 vm) pkgs=(qemu-system-x86 iptables kmod netbase) ;;
-*) echo "usage: $0 kernel|vm" >&2; exit 2 ;;
+bpf) pkgs=(clang llvm libbpf-dev linux-libc-dev) ;;
+*) echo "usage: $0 kernel|vm|bpf" >&2; exit 2 ;;
 esac
 
 missing=()

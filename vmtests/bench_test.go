@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const codegenPkg = "github.com/bpfilter/bpfilter/umh/internal/codegen"
+const codegenPkg = "github.com/bpfilter/bpfilter/umh/internal/datapath"
 
 // TestBench is `make bench` (not part of `make test`), all in one run:
 //
@@ -57,7 +57,7 @@ func TestBench(t *testing.T) {
 		flags := strings.TrimSpace(os.Getenv("GOFLAGS") + " -ldflags=-X=" + codegenPkg + ".benchAll=1")
 		t.Setenv("GOFLAGS", flags)
 		vm.GuestTests{Pkg: codegenPkg, Timeout: 15 * time.Minute}.Run(t)
-		serial, err := os.ReadFile(filepath.Join(cfg.Build, "vmtest-codegen.log"))
+		serial, err := os.ReadFile(filepath.Join(cfg.Build, "vmtest-datapath.log"))
 		if err != nil {
 			t.Fatal(err)
 		}

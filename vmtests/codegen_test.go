@@ -13,7 +13,7 @@ import (
 // sets than on the host.
 func TestCodegen(t *testing.T) {
 	vm.GuestTests{
-		Pkg:     "github.com/bpfilter/bpfilter/umh/internal/codegen",
+		Pkg:     "github.com/bpfilter/bpfilter/umh/internal/datapath",
 		Timeout: 10 * time.Minute,
 	}.Run(t)
 }

@@ -42,7 +42,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfilter/bpfilter/umh/internal/codegen"
+	"github.com/bpfilter/bpfilter/umh/internal/datapath"
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
 	"github.com/bpfilter/bpfilter/umh/internal/kmodctl"
@@ -136,7 +136,7 @@ var kmodHooks = [kmodctl.NumHooks]int{
 }
 
 // progsOf are the programs of objs in the module's hook order.
-func progsOf(objs *codegen.Objects) (p [kmodctl.NumHooks]*ebpf.Program) {
+func progsOf(objs *datapath.Objects) (p [kmodctl.NumHooks]*ebpf.Program) {
 	for i, h := range kmodHooks {
 		p[i] = objs.Program(h)
 	}
@@ -155,7 +155,7 @@ func (e *Enforcer) crashPoint(point string) {
 // module's errno (ESRCH: the namespace is gone). Whatever the outcome, the
 // umh holds no fd of the loaded programs and maps when it returns.
 func (e *Enforcer) Install(netns uint64, t *ipt.Table) ([]ipt.Counters, error) {
-	spec, err := codegen.Compile(t, codegen.Options{})
+	spec, err := datapath.Compile(t, datapath.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func (e *Enforcer) Install(netns uint64, t *ipt.Table) ([]ipt.Counters, error) {
 	e.crashPoint("after SetProgs")
 	var replaced []ipt.Counters
 	if old != nil {
-		if replaced, err = codegen.ReadCounters(old, st.entries); err != nil {
+		if replaced, err = datapath.ReadCounters(old, st.entries); err != nil {
 			e.log.Warnf("netns %d: counters of the replaced table are lost: %v", netns, err)
 		}
 	}
@@ -213,7 +213,7 @@ func (e *Enforcer) Install(netns uint64, t *ipt.Table) ([]ipt.Counters, error) {
 // openCounters opens the counters map of st, or returns nil: when it is
 // gone, so is the namespace (its exit is on its way), and what it counted.
 func (e *Enforcer) openCounters(netns uint64, st *nsState) *ebpf.Map {
-	m, err := codegen.OpenCounters(st.counters, st.entries)
+	m, err := datapath.OpenCounters(st.counters, st.entries)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		e.log.Debugf("netns %d: its counters map %d is gone (so is the namespace): counted nothing", netns, st.counters)
@@ -239,7 +239,7 @@ func (e *Enforcer) Counted(netns uint64) []ipt.Counters {
 		return nil
 	}
 	defer m.Close()
-	c, err := codegen.ReadCounters(m, st.entries)
+	c, err := datapath.ReadCounters(m, st.entries)
 	if err != nil {
 		e.log.Warnf("netns %d: reading counters: %v", netns, err)
 		return nil

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfilter/bpfilter/umh/internal/codegen"
+	"github.com/bpfilter/bpfilter/umh/internal/datapath"
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/klog"
 	"github.com/bpfilter/bpfilter/umh/internal/kmodctl"
@@ -133,7 +133,7 @@ func TestInstall(t *testing.T) {
 	if g1 == 0 {
 		t.Fatal("nothing held")
 	}
-	if v := k.run(t, ns, udpFrame()); v != codegen.NFDrop {
+	if v := k.run(t, ns, udpFrame()); v != datapath.NFDrop {
 		t.Fatalf("udp: verdict %d, want NF_DROP", v)
 	}
 	c := e.Counted(ns)
@@ -154,7 +154,7 @@ func TestInstall(t *testing.T) {
 	if g2 := k.gen(ns); g2 <= g1 {
 		t.Fatalf("gen %d after %d", g2, g1)
 	}
-	if v := k.run(t, ns, udpFrame()); v != codegen.QueueVerdict(5, true) {
+	if v := k.run(t, ns, udpFrame()); v != datapath.QueueVerdict(5, true) {
 		t.Fatalf("udp: verdict %#x, want NF_QUEUE 5 with bypass", v)
 	}
 	if got := storeFiles(t, dir); len(got) != 1 || got[0] != (&store{}).name(ns, k.gen(ns)) {
@@ -418,7 +418,7 @@ func TestResumeReinstalls(t *testing.T) {
 	if !strings.Contains(log.String(), "installing the table again") {
 		t.Fatalf("log:\n%s", log)
 	}
-	if v := k.run(t, 5, udpFrame()); v != codegen.NFDrop {
+	if v := k.run(t, 5, udpFrame()); v != datapath.NFDrop {
 		t.Fatalf("verdict %d", v)
 	}
 	// The record is the new gen's, with the kept counters.

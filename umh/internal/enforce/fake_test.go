@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfilter/bpfilter/umh/internal/codegen"
+	"github.com/bpfilter/bpfilter/umh/internal/datapath"
 	"github.com/bpfilter/bpfilter/umh/internal/kmodctl"
 )
 
@@ -91,7 +91,7 @@ func (f *fakeKmod) SetProgs(netns, gen uint64, progs [kmodctl.NumHooks]*ebpf.Pro
 	if ctx == nil {
 		return fmt.Errorf("fake: no ctx: %w", unix.EINVAL)
 	}
-	if info, err := ctx.Info(); err != nil || info.ValueSize != codegen.CtxSize || info.MaxEntries < 1 || ctx.Type() != ebpf.PerCPUArray {
+	if info, err := ctx.Info(); err != nil || info.ValueSize != datapath.CtxSize || info.MaxEntries < 1 || ctx.Type() != ebpf.PerCPUArray {
 		return fmt.Errorf("fake: bad ctx: %w", unix.EINVAL)
 	}
 	s := &fakeSet{gen: gen}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfilter/bpfilter/umh/internal/codegen"
+	"github.com/bpfilter/bpfilter/umh/internal/datapath"
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/bpfilter/bpfilter/umh/internal/kmodctl"
 )
@@ -112,7 +112,7 @@ func (e *Enforcer) drop(netns uint64) {
 func findCounters(h kmodctl.Held, entries int) (ebpf.MapID, error) {
 	for _, id := range h.ProgID {
 		if id != 0 {
-			return codegen.FindCounters(ebpf.ProgramID(id), entries)
+			return datapath.FindCounters(ebpf.ProgramID(id), entries)
 		}
 	}
 	return 0, errors.New("no program held")

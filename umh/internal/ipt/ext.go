@@ -49,6 +49,12 @@ var matches = []extension{
 	{name: "multiport", revision: 1, family: familyIPv4, size: multiportSize, check: checkMultiport, decode: decodeMultiportAny},
 	{name: "iprange", revision: 1, family: familyIPv4, size: iprangeSize, decode: decodeIPRangeAny},
 	{name: "comment", family: familyUnspec, size: commentSize, decode: decodeCommentAny},
+	// xt_conntrack.c and xt_state.c: their checkentry only takes conntrack
+	// (nf_ct_netns_get); the datapath evaluates them from the ctx's ct_*.
+	{name: "conntrack", revision: 1, family: familyUnspec, size: conntrackSizeV1, decode: decodeConntrackAny},
+	{name: "conntrack", revision: 2, family: familyUnspec, size: conntrackSizeV2, decode: decodeConntrackAny},
+	{name: "conntrack", revision: 3, family: familyUnspec, size: conntrackSizeV3, decode: decodeConntrackAny},
+	{name: "state", family: familyUnspec, size: stateInfoSize, decode: decodeStateAny},
 	// Kernel-hosted (kernelext.go), as their 6.1 modules register them for
 	// NFPROTO_IPV4 or NFPROTO_UNSPEC; none has a .proto.
 	kernelMatch("limit", 0, familyUnspec, rateInfoSize, rateInfoUser), // xt_limit.c

@@ -1,5 +1,0 @@
-//go:build vmguest
-
-package codegen
-
-const inVM = true

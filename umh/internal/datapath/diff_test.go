@@ -1,0 +1,80 @@
+package datapath
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/bpfilter/bpfilter/umh/internal/ipt"
+)
+
+func verdictName(v uint32) string {
+	switch {
+	case v == NFAccept:
+		return "ACCEPT"
+	case v == NFDrop:
+		return "DROP"
+	case v&0xFFFF == NFQueue:
+		return fmt.Sprintf("QUEUE %d", v>>NFQueueShift)
+	case v&0x7FFF == NFQueue:
+		return fmt.Sprintf("QUEUE %d bypass", v>>NFQueueShift)
+	}
+	return fmt.Sprintf("verdict %#x", v)
+}
+
+// differential runs every packet through every hook's program, both
+// classified and linear, and checks verdicts and counters against refEval.
+func differential(t *testing.T, tb *ipt.Table, packets []*pkt) {
+	t.Helper()
+	for _, linear := range []bool{false, true} {
+		l := load(t, tb, Options{Linear: linear})
+		want := make([]ipt.Counters, len(tb.Entries))
+		fails, accepted, total := 0, 0, 0
+		for _, h := range Hooks() {
+			for _, p := range packets {
+				v := hookView(h, *p)
+				exp := refEval(tb, h.Hook, &v, want)
+				total++
+				if exp == NFAccept {
+					accepted++
+				}
+				if got := l.run(t, h, &v); got != exp {
+					fails++
+					if fails < 10 {
+						t.Errorf("linear=%v %s: %v: got %s, want %s", linear, ipt.HookNames[h.Hook], &v, verdictName(got), verdictName(exp))
+					}
+				}
+			}
+		}
+		got, err := l.objs.ReadCounters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		matched := 0
+		for _, c := range want {
+			if c.Pcnt > 0 {
+				matched++
+			}
+		}
+		if !linear {
+			t.Logf("%d/%d packets accepted, %d/%d entries matched some packet; %+v", accepted, total, matched, len(want), l.spec.Stats)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("linear=%v: entry %d (%s): counters %+v, want %+v", linear, i, entryDesc(tb, i), got[i], want[i])
+			}
+		}
+		if t.Failed() {
+			t.Logf("stats %+v", l.spec.Stats)
+			return
+		}
+	}
+}
+
+func entryDesc(tb *ipt.Table, i int) string {
+	c := tb.ChainOf(i)
+	name := "-"
+	if c != nil {
+		name = c.Name
+	}
+	return fmt.Sprintf("chain %s offset %d", name, tb.Entries[i].Offset)
+}

@@ -1,0 +1,5 @@
+//go:build vmguest
+
+package datapath
+
+const inVM = true
