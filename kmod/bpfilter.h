@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * What main.c (the umh and the forwarded calls), hooks.c (namespaces,
- * hooks, the umh's private sockopts) and xtname.c (the filter table's
- * name) share.
+ * hooks, the umh's private sockopts), xtname.c (the filter table's name)
+ * and xtext.c (kernel extensions, conntrack) share.
  */
 #ifndef _BPFILTER_H
 #define _BPFILTER_H
@@ -33,5 +33,20 @@ void bpfilter_exits_free(struct list_head *exits);
 int bpfilter_xtname_init(void);
 void bpfilter_xtname_exit(void);
 void bpfilter_xtname_add(struct net *net);
+
+/* xtext.c: the kernel extensions a set of programs calls out to. */
+struct bpfilter_ctx;
+struct bpfilter_exts;
+struct nf_hook_state;
+struct sk_buff;
+struct bpfilter_exts *bpfilter_exts_get(struct net *net, const void *recs,
+					size_t len, u32 num, bool conntrack);
+void bpfilter_exts_put(struct bpfilter_exts *exts);
+bool bpfilter_exts_conntrack(const struct bpfilter_exts *exts);
+unsigned int bpfilter_exts_run(const struct bpfilter_exts *exts, u32 i,
+			       struct sk_buff *skb,
+			       const struct nf_hook_state *state, u32 *result);
+void bpfilter_fill_ct(struct bpfilter_ctx *ctx, const struct sk_buff *skb);
+void bpfilter_xtext_exit(void);
 
 #endif /* _BPFILTER_H */

@@ -35,6 +35,7 @@ struct bpfilter_held_progs {
 	struct bpf_prog *prog[BPFILTER_NUM_HOOKS];
 	bool reads_ctx[BPFILTER_NUM_HOOKS];	/* ctx is in its used maps */
 	struct bpf_map *ctx;
+	struct bpfilter_exts *exts;	/* what the programs call out to */
 	u64 gen;
 	struct rcu_head rcu;
 };
@@ -80,12 +81,56 @@ static void fill_dev(const struct net_device *dev, u32 *ifindex, char *name)
 	}
 }
 
+/* Counts program runs per CPU: a callout that ran the hook again shows. */
+static DEFINE_PER_CPU(unsigned int, bpfilter_runs);
+
+/*
+ * Runs the program, and the extensions it calls out to, for one packet
+ * (progctx.h). BHs are off; the ctx, if any, is filled.
+ */
+static unsigned int run_prog(const struct bpfilter_held_progs *held,
+			     struct bpf_prog *prog, struct bpfilter_ctx *ctx,
+			     struct sk_buff *skb,
+			     const struct nf_hook_state *state)
+{
+	char cb[sizeof(skb->cb)];
+	unsigned int runs, ret;
+	u32 result;
+	int n;
+
+	/* IPCB lives in skb->cb; the program's data_end goes there too. */
+	memcpy(cb, skb->cb, sizeof(cb));
+	for (n = 0;; n++) {
+		runs = this_cpu_inc_return(bpfilter_runs);
+		bpf_compute_data_pointers(skb);
+		ret = bpfilter_prog_run(prog, skb);
+		memcpy(skb->cb, cb, sizeof(cb));
+		if (ret != BPFILTER_VERDICT_CALLOUT)
+			return ret;
+		if (!ctx || n == BPFILTER_MAX_CALLOUTS) {
+			pr_warn_once("a program called out %s: dropped\n",
+				     ctx ? "too often" : "without a ctx");
+			return NF_DROP;
+		}
+		ret = bpfilter_exts_run(held->exts, ctx->callout, skb, state,
+					&result);
+		if (ret != XT_CONTINUE)
+			return ret;
+		/* The extension ran the hook again (a packet it sent). */
+		if (this_cpu_read(bpfilter_runs) != runs) {
+			pr_warn_once("a callout re-entered the hook: dropped\n");
+			return NF_DROP;
+		}
+		ctx->result = result;
+		ctx->flags |= BPFILTER_CTX_RESUME;
+	}
+}
+
 static unsigned int bpfilter_hook(void *priv, struct sk_buff *skb,
 				  const struct nf_hook_state *state)
 {
 	struct bpfilter_net *bn = priv;
 	struct bpfilter_held_progs *held;
-	char cb[sizeof(skb->cb)];
 	struct bpfilter_ctx *ctx;
 	struct bpf_prog *prog;
 	u32 zero = 0, ret;
@@ -105,15 +150,13 @@ static unsigned int bpfilter_hook(void *priv, struct sk_buff *skb,
 	      held->ctx->ops->map_lookup_elem(held->ctx, &zero) : NULL;
 	if (ctx) {
 		ctx->hook = state->hook;
-		ctx->pad = 0;
+		ctx->flags = 0;
 		fill_dev(state->in, &ctx->in_ifindex, ctx->in);
 		fill_dev(state->out, &ctx->out_ifindex, ctx->out);
+		if (bpfilter_exts_conntrack(held->exts))
+			bpfilter_fill_ct(ctx, skb);
 	}
-	/* IPCB lives in skb->cb; the program's data_end goes there too. */
-	memcpy(cb, skb->cb, sizeof(cb));
-	bpf_compute_data_pointers(skb);
-	ret = bpfilter_prog_run(prog, skb);
-	memcpy(skb->cb, cb, sizeof(cb));
+	ret = run_prog(held, prog, ctx, skb, state);
 	local_bh_enable();
 
 	if (ret == NF_DROP || ret == NF_ACCEPT)
@@ -133,6 +176,7 @@ static void put_held(struct bpfilter_held_progs *held)
 	for (i = 0; i < BPFILTER_NUM_HOOKS; i++)
 		bpf_prog_put(held->prog[i]);
 	bpf_map_put(held->ctx);
+	bpfilter_exts_put(held->exts);
 	kfree(held);
 }
 
@@ -309,12 +353,17 @@ static bool uses_map(struct bpf_prog *prog, struct bpf_map *map)
 	return used;
 }
 
-static struct bpfilter_held_progs *get_held(const struct bpfilter_progs *p)
+/* The programs, map and extensions of p (recs: its len bytes of records). */
+static struct bpfilter_held_progs *get_held(const struct bpfilter_progs *p,
+					    struct net *net, const void *recs,
+					    size_t len)
 {
 	struct bpfilter_held_progs *held;
 	struct bpf_map *map;
 	int i, err = -EINVAL;
 
+	if (p->flags & ~BPFILTER_PROGS_CONNTRACK)
+		return ERR_PTR(-EINVAL);
 	held = kzalloc(sizeof(*held), GFP_KERNEL_ACCOUNT);
 	if (!held)
 		return ERR_PTR(-ENOMEM);
@@ -338,6 +387,13 @@ static struct bpfilter_held_progs *get_held(const struct bpfilter_progs *p)
 		goto fail;
 	for (i = 0; i < BPFILTER_NUM_HOOKS; i++)
 		held->reads_ctx[i] = uses_map(held->prog[i], map);
+	held->exts = bpfilter_exts_get(net, recs, len, p->num_ext,
+				       p->flags & BPFILTER_PROGS_CONNTRACK);
+	if (IS_ERR(held->exts)) {
+		err = PTR_ERR(held->exts);
+		held->exts = NULL;
+		goto fail;
+	}
 	return held;
 fail:
 	for (i = 0; i < BPFILTER_NUM_HOOKS; i++) {
@@ -358,20 +414,44 @@ static bool no_fds(const struct bpfilter_progs *p)
 		if (p->prog_fd[i] != -1)
 			return false;
 	}
-	return p->ctx_fd == -1;
+	return p->ctx_fd == -1 && !p->num_ext && !p->flags;
 }
 
-static int set_progs(const struct bpfilter_progs *p)
+/* The namespace netns, referenced, while it is not on its way out. */
+static struct net *get_net_of(u64 netns)
+{
+	struct bpfilter_net *bn;
+	struct net *net = NULL;
+
+	mutex_lock(&bpfilter_net_lock);
+	bn = find_net(netns);
+	if (bn)
+		net = maybe_get_net(bn->net);
+	mutex_unlock(&bpfilter_net_lock);
+	return net;
+}
+
+/* p and the len bytes of extension records after it. */
+static int set_progs(const struct bpfilter_progs *p, size_t len)
 {
 	struct bpfilter_held_progs *held = NULL;
 	struct bpfilter_net *bn;
+	struct net *net;
 	int err;
 
-	/* Every reference taken before anything changes. */
+	/*
+	 * Every reference taken and every extension checked (which may load
+	 * modules) before anything changes, without the lock.
+	 */
+	net = get_net_of(p->netns);
+	if (!net)
+		return -ESRCH;
 	if (!no_fds(p)) {
-		held = get_held(p);
-		if (IS_ERR(held))
+		held = get_held(p, net, p + 1, len - sizeof(*p));
+		if (IS_ERR(held)) {
+			put_net(net);
 			return PTR_ERR(held);
+		}
 	}
 
 	mutex_lock(&bpfilter_net_lock);
@@ -385,13 +465,14 @@ static int set_progs(const struct bpfilter_progs *p)
 	mutex_unlock(&bpfilter_net_lock);
 	if (err && held)
 		put_held(held);
+	put_net(net);
 	return err;
 }
 
 static int bpfilter_so_set(struct sock *sk, int optval, sockptr_t arg,
 			   unsigned int len)
 {
-	struct bpfilter_progs p;
+	struct bpfilter_progs *p;
 	int err;
 
 	err = check_umh();
@@ -399,11 +480,17 @@ static int bpfilter_so_set(struct sock *sk, int optval, sockptr_t arg,
 		return err;
 	if (optval != BPFILTER_SO_SET_PROGS)
 		return -ENOPROTOOPT;
-	if (len != sizeof(p))
+	if (len < sizeof(*p) || len > BPFILTER_PROGS_MAX_SIZE)
 		return -EINVAL;
-	if (copy_from_sockptr(&p, arg, sizeof(p)))
-		return -EFAULT;
-	return set_progs(&p);
+	p = kvmalloc(len, GFP_KERNEL_ACCOUNT);
+	if (!p)
+		return -ENOMEM;
+	if (copy_from_sockptr(p, arg, len))
+		err = -EFAULT;
+	else
+		err = set_progs(p, len);
+	kvfree(p);
+	return err;
 }
 
 static int get_held_list(void __user *user, int *len)

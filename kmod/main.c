@@ -607,6 +607,7 @@ stop:
 release:
 	bpfilter_net_release();
 	bpfilter_xtname_exit();
+	bpfilter_xtext_exit();
 fini:
 	bpfilter_net_fini();
 unload:
@@ -627,6 +628,7 @@ static void __exit bpfilter_exit(void)
 	mutex_unlock(&bpfilter_ops.lock);
 
 	bpfilter_xtname_exit();
+	bpfilter_xtext_exit();
 	bpfilter_net_fini();
 	umd_unload_blob(&bpfilter_ops.info);
 	pr_info("stopped\n");

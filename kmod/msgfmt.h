@@ -19,6 +19,7 @@
 #define _BPFILTER_MSGFMT_H
 
 #include <linux/types.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
 
 /*
  * Control commands the module sends on its own; a forwarded sockopt call
@@ -91,14 +92,54 @@ struct mbox_segment {
  * (every packet accepted) and its hooks go. Otherwise every prog_fd is a
  * BPF_PROG_TYPE_SCHED_CLS program and ctx_fd the BPF_MAP_TYPE_PERCPU_ARRAY
  * (one struct bpfilter_ctx, key 0) that they read; see progctx.h.
- * Errors: -ESRCH, no such namespace (gone); -EINVAL, a wrong fd, type or
- * size; -ENOMEM.
+ *
+ * num_ext struct bpfilter_ext records follow, each ext_size bytes: the
+ * kernel extensions the programs call out to (progctx.h), by index. The
+ * module finds and checks each as ip_tables' find_check_entry would
+ * (xt_request_find_match/_target, xt_check_match/_target, in the filter
+ * table) before anything changes, and destroys those of the set it
+ * replaces after the swap: per-rule state that x_tables keeps by name
+ * (recent lists, nfacct objects) carries over as under ip_tables, and the
+ * rest (limit credits) starts afresh with each set. The first failing
+ * check's errno is the call's, and nothing changes.
+ *
+ * BPFILTER_PROGS_CONNTRACK: the programs read conntrack (progctx.h's ct_*
+ * fields): the module holds nf_ct_netns_get(net, NFPROTO_IPV4) for as long
+ * as they run, as xt_conntrack's checkentry does.
+ *
+ * Errors: -ESRCH, no such namespace (gone); -EINVAL, a wrong fd, type,
+ * size or record; -ENOMEM; a check's errno.
  */
+#define BPFILTER_PROGS_CONNTRACK	0x1
+#define BPFILTER_PROGS_MAX_SIZE		(64 << 20)	/* bytes, records included */
+
 struct bpfilter_progs {
 	__u64 netns;	/* net_cookie */
 	__u64 gen;	/* the umh's tag for this set, reported by GET_HELD */
 	__s32 prog_fd[BPFILTER_NUM_HOOKS];
 	__s32 ctx_fd;
+	__u32 flags;	/* BPFILTER_PROGS_* */
+	__u32 num_ext;	/* struct bpfilter_ext records that follow */
+};
+
+#define BPFILTER_EXT_TARGET	0x1	/* an xt_target, else an xt_match */
+
+/*
+ * One kernel extension of a rule: what find_check_match/find_check_target
+ * are given. ext_size is 8-aligned, sizeof(struct bpfilter_ext) plus
+ * data_size rounded up to 8.
+ */
+struct bpfilter_ext {
+	__u32 ext_size;		/* this record's bytes, data included */
+	__u32 data_size;	/* XT_ALIGN(matchsize/targetsize) */
+	__u32 hook_mask;	/* ipt_entry.comefrom: 1 << NF_INET_* */
+	__u8 flags;		/* BPFILTER_EXT_* */
+	__u8 revision;
+	__u8 pad[2];		/* 0 */
+	char name[32];		/* NUL-terminated, XT_EXTENSION_MAXNAMELEN */
+	struct ipt_ip ip;	/* the rule's: par->entryinfo's ip */
+	__u8 pad2[4];		/* 0 */
+	/* data_size bytes of match or target data follow */
 };
 
 /*
