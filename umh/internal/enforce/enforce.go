@@ -51,8 +51,9 @@ import (
 // Kmod is what the Enforcer needs of the module: *kmodctl.Conn.
 type Kmod interface {
 	// SetProgs makes progs (by kmodctl.Hook*; nil: none) and ctx the
-	// programs of namespace netns, tagged gen; all nil drops them.
-	SetProgs(netns, gen uint64, progs [kmodctl.NumHooks]*ebpf.Program, ctx *ebpf.Map) error
+	// programs of namespace netns, calling out to set's extensions,
+	// tagged gen; all nil (and an empty set) drops them.
+	SetProgs(netns, gen uint64, progs [kmodctl.NumHooks]*ebpf.Program, ctx *ebpf.Map, set kmodctl.Set) error
 	// Held lists what the module holds.
 	Held() ([]kmodctl.Held, error)
 }
@@ -143,6 +144,24 @@ func progsOf(objs *datapath.Objects) (p [kmodctl.NumHooks]*ebpf.Program) {
 	return p
 }
 
+// kernelSet is what the module runs for the programs of spec: the
+// kernel extensions they call out to, each with its rule's ipt_ip and
+// hooks as ip_tables' checkentry sees them, and conntrack.
+func kernelSet(spec *datapath.Spec) kmodctl.Set {
+	set := kmodctl.Set{Conntrack: spec.Conntrack, Exts: make([]kmodctl.Ext, len(spec.Exts))}
+	for i, x := range spec.Exts {
+		set.Exts[i] = kmodctl.Ext{
+			Name:     x.Ext.Name,
+			Revision: x.Ext.Revision,
+			Target:   x.Ext.Target,
+			HookMask: x.Entry.Hooks,
+			IP:       x.Entry.IP.Bytes(),
+			Data:     x.Ext.Data,
+		}
+	}
+	return set
+}
+
 func (e *Enforcer) crashPoint(point string) {
 	if e.crash != nil {
 		e.crash(point)
@@ -190,7 +209,7 @@ func (e *Enforcer) Install(netns uint64, t *ipt.Table) ([]ipt.Counters, error) {
 		}
 	}
 	e.crashPoint("before SetProgs")
-	if err := e.ctl.SetProgs(netns, gen, progsOf(objs), objs.Ctx); err != nil {
+	if err := e.ctl.SetProgs(netns, gen, progsOf(objs), objs.Ctx, kernelSet(spec)); err != nil {
 		if e.store != nil {
 			e.store.remove(netns, gen)
 		}

@@ -308,7 +308,7 @@ func TestResumeMismatch(t *testing.T) {
 	// 1: held, record lost. 2: record, programs gone with the namespace.
 	// 3: both, but restore refuses.
 	os.Remove(filepath.Join(dir, (&store{}).name(1, k.gen(1))))
-	k.SetProgs(2, 0, [kmodctl.NumHooks]*ebpf.Program{}, nil)
+	k.SetProgs(2, 0, [kmodctl.NumHooks]*ebpf.Program{}, nil, kmodctl.Set{})
 	if err := os.WriteFile(filepath.Join(dir, "9-1.netns.new"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func (s *fakeSet) close() {
 	}
 }
 
-func (f *fakeKmod) SetProgs(netns, gen uint64, progs [kmodctl.NumHooks]*ebpf.Program, ctx *ebpf.Map) error {
+func (f *fakeKmod) SetProgs(netns, gen uint64, progs [kmodctl.NumHooks]*ebpf.Program, ctx *ebpf.Map, set kmodctl.Set) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.fail; err != nil {

@@ -101,7 +101,7 @@ func (e *Enforcer) drop(netns uint64) {
 	e.mu.Lock()
 	gen := e.nextGenLocked()
 	e.mu.Unlock()
-	if err := e.ctl.SetProgs(netns, gen, [kmodctl.NumHooks]*ebpf.Program{}, nil); err != nil && !errors.Is(err, kmodctl.ErrGone) {
+	if err := e.ctl.SetProgs(netns, gen, [kmodctl.NumHooks]*ebpf.Program{}, nil, kmodctl.Set{}); err != nil && !errors.Is(err, kmodctl.ErrGone) {
 		e.log.Errorf("netns %d: dropping its programs: %v", netns, err)
 	}
 	e.NetnsExit(netns)

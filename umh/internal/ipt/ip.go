@@ -49,6 +49,13 @@ func (ip *IP) put(b []byte) {
 	b[83] = ip.InvFlags
 }
 
+// Bytes is the struct ipt_ip (IPSize bytes).
+func (ip *IP) Bytes() []byte {
+	b := make([]byte, IPSize)
+	ip.put(b)
+	return b
+}
+
 // IsZero reports whether every field is zero: with no matches, such a rule
 // is what ip_tables calls unconditional.
 func (ip *IP) IsZero() bool { return *ip == IP{} }

@@ -33,8 +33,22 @@ const (
 	HookForward = 1
 	HookOutput  = 2
 
-	ProgsSize = 32 // sizeof(struct bpfilter_progs)
+	ProgsSize = 40 // sizeof(struct bpfilter_progs)
 	HeldSize  = 32 // sizeof(struct bpfilter_held)
+
+	// ProgsConntrack is BPFILTER_PROGS_CONNTRACK: the programs read
+	// conntrack, which the module switches on in the namespace.
+	ProgsConntrack = 0x1
+	// MaxProgsSize is BPFILTER_PROGS_MAX_SIZE: a SET_PROGS, records
+	// included, is at most this many bytes.
+	MaxProgsSize = 64 << 20
+
+	// ExtSize is sizeof(struct bpfilter_ext), the data not included;
+	// ExtTarget is BPFILTER_EXT_TARGET.
+	ExtSize     = 136
+	ExtTarget   = 0x1
+	ExtNameSize = 32 // bpfilter_ext.name
+	ipSize      = 84 // struct ipt_ip
 )
 
 // Progs is struct bpfilter_progs.
@@ -43,6 +57,25 @@ type Progs struct {
 	Gen    uint64
 	ProgFD [NumHooks]int32
 	CtxFD  int32
+	Flags  uint32 // Progs*
+	NumExt uint32 // struct bpfilter_ext records that follow
+}
+
+// Ext is struct bpfilter_ext: a kernel extension of a rule, which the
+// module checks and runs (the programs call out to it by its index).
+type Ext struct {
+	Name     string
+	Revision uint8
+	Target   bool
+	HookMask uint32 // (1 << NF_INET_*) of the chains that reach the rule
+	IP       []byte // the rule's struct ipt_ip
+	Data     []byte // XT_ALIGN(size) bytes of match or target data
+}
+
+// Set is what a SetProgs hands over besides the programs and the ctx.
+type Set struct {
+	Conntrack bool  // the programs read conntrack (ProgsConntrack)
+	Exts      []Ext // by callout index
 }
 
 // Held is struct bpfilter_held: a namespace whose programs the module
@@ -83,13 +116,19 @@ func (c *Conn) Close() error {
 }
 
 // SetProgs makes progs (by hook: HookInput, HookForward, HookOutput) the
-// programs of namespace netns, reading ctx, tagged gen. The module wants a
-// program at every hook (EINVAL otherwise), or none: all nil (progs and
-// ctx) drops the namespace's programs. When it returns,
-// no packet runs the programs it replaced. Errors wrap the errno: ESRCH,
-// the namespace is gone; EINVAL, a wrong program or map.
-func (c *Conn) SetProgs(netns, gen uint64, progs [NumHooks]*ebpf.Program, ctx *ebpf.Map) error {
-	p := Progs{Netns: netns, Gen: gen, ProgFD: [NumHooks]int32{-1, -1, -1}, CtxFD: -1}
+// programs of namespace netns, reading ctx, calling out to set's
+// extensions, tagged gen. The module wants a program at every hook
+// (EINVAL otherwise), or none: all nil (progs and ctx, an empty set)
+// drops the namespace's programs. When it returns, no packet runs the
+// programs it replaced. Errors wrap the errno: ESRCH, the namespace is
+// gone; EINVAL, a wrong program, map or record; an extension's check's
+// errno (as ip_tables would give it).
+func (c *Conn) SetProgs(netns, gen uint64, progs [NumHooks]*ebpf.Program, ctx *ebpf.Map, set Set) error {
+	p := Progs{Netns: netns, Gen: gen, ProgFD: [NumHooks]int32{-1, -1, -1}, CtxFD: -1,
+		NumExt: uint32(len(set.Exts))}
+	if set.Conntrack {
+		p.Flags |= ProgsConntrack
+	}
 	for i, prog := range progs {
 		if prog != nil {
 			p.ProgFD[i] = int32(prog.FD())
@@ -99,6 +138,17 @@ func (c *Conn) SetProgs(netns, gen uint64, progs [NumHooks]*ebpf.Program, ctx *e
 		p.CtxFD = int32(ctx.FD())
 	}
 	b := p.Marshal()
+	for i := range set.Exts {
+		r, err := set.Exts[i].Marshal()
+		if err != nil {
+			return fmt.Errorf("kmodctl: netns %d (gen %d): extension %d: %w", netns, gen, i, err)
+		}
+		b = append(b, r...)
+	}
+	if len(b) > MaxProgsSize {
+		return fmt.Errorf("kmodctl: netns %d (gen %d): %d bytes of programs and extensions, more than the module takes (%d): %w",
+			netns, gen, len(b), MaxProgsSize, unix.ENOMEM)
+	}
 	c.mu.Lock()
 	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(c.fd), unix.IPPROTO_IP, SoSetProgs,
 		uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0)
@@ -148,8 +198,37 @@ func (p *Progs) Marshal() []byte {
 		le.PutUint32(b[16+4*i:], uint32(fd))
 	}
 	le.PutUint32(b[28:], uint32(p.CtxFD))
+	le.PutUint32(b[32:], p.Flags)
+	le.PutUint32(b[36:], p.NumExt)
 	return b
 }
+
+// Marshal lays out struct bpfilter_ext and its data, padded to 8 bytes.
+func (x *Ext) Marshal() ([]byte, error) {
+	if len(x.Name) == 0 || len(x.Name) >= xtExtensionMaxNameLen {
+		return nil, fmt.Errorf("name %q: not 1..%d bytes", x.Name, xtExtensionMaxNameLen-1)
+	}
+	if len(x.IP) != ipSize {
+		return nil, fmt.Errorf("%s: ipt_ip of %d bytes, want %d", x.Name, len(x.IP), ipSize)
+	}
+	size := ExtSize + (len(x.Data)+7)&^7
+	b := make([]byte, size)
+	le := binary.LittleEndian
+	le.PutUint32(b[0:], uint32(size))
+	le.PutUint32(b[4:], uint32(len(x.Data)))
+	le.PutUint32(b[8:], x.HookMask)
+	if x.Target {
+		b[12] = ExtTarget
+	}
+	b[13] = x.Revision
+	copy(b[16:16+ExtNameSize], x.Name)
+	copy(b[48:48+ipSize], x.IP)
+	copy(b[ExtSize:], x.Data)
+	return b, nil
+}
+
+// xtExtensionMaxNameLen is XT_EXTENSION_MAXNAMELEN: a name and its NUL.
+const xtExtensionMaxNameLen = 29
 
 // ParseHeld reads an array of struct bpfilter_held.
 func ParseHeld(b []byte) ([]Held, error) {

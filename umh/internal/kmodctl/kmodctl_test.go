@@ -30,6 +30,22 @@ func TestPinnedToC(t *testing.T) {
 		"offsetof(struct bpfilter_progs, gen)":     8,
 		"offsetof(struct bpfilter_progs, prog_fd)": 16,
 		"offsetof(struct bpfilter_progs, ctx_fd)":  28,
+		"offsetof(struct bpfilter_progs, flags)":   32,
+		"offsetof(struct bpfilter_progs, num_ext)": 36,
+		"BPFILTER_PROGS_CONNTRACK":                 ProgsConntrack,
+		"BPFILTER_PROGS_MAX_SIZE":                  MaxProgsSize,
+		"BPFILTER_EXT_TARGET":                      ExtTarget,
+		"sizeof(struct bpfilter_ext)":              ExtSize,
+		"sizeof(((struct bpfilter_ext *)0)->name)": ExtNameSize,
+		"sizeof(struct ipt_ip)":                    ipSize,
+		"XT_EXTENSION_MAXNAMELEN":                  xtExtensionMaxNameLen,
+		"offsetof(struct bpfilter_ext, ext_size)":  0,
+		"offsetof(struct bpfilter_ext, data_size)": 4,
+		"offsetof(struct bpfilter_ext, hook_mask)": 8,
+		"offsetof(struct bpfilter_ext, flags)":     12,
+		"offsetof(struct bpfilter_ext, revision)":  13,
+		"offsetof(struct bpfilter_ext, name)":      16,
+		"offsetof(struct bpfilter_ext, ip)":        48,
 		"offsetof(struct bpfilter_held, netns)":    0,
 		"offsetof(struct bpfilter_held, gen)":      8,
 		"offsetof(struct bpfilter_held, prog_id)":  16,
@@ -81,5 +97,28 @@ func TestCodec(t *testing.T) {
 	}
 	if hs, err := ParseHeld(nil); err != nil || len(hs) != 0 {
 		t.Fatalf("empty: %v %v", hs, err)
+	}
+}
+
+func TestExtMarshal(t *testing.T) {
+	ip := make([]byte, ipSize)
+	ip[80] = 6 // proto
+	x := Ext{Name: "REJECT", Revision: 0, Target: true, HookMask: 1<<1 | 1<<3, IP: ip, Data: []byte{7, 0, 0, 0}}
+	b, err := x.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != ExtSize+8 || b[0] != ExtSize+8 || b[4] != 4 || b[8] != 0x0a || b[12] != ExtTarget ||
+		string(b[16:22]) != "REJECT" || b[22] != 0 || b[48+80] != 6 || b[ExtSize] != 7 {
+		t.Fatalf("marshal: % x", b)
+	}
+	for _, bad := range []Ext{
+		{Name: "", IP: ip},
+		{Name: "a-name-of-twenty-nine-bytes!!", IP: ip},
+		{Name: "LOG", IP: ip[:80]},
+	} {
+		if _, err := bad.Marshal(); err == nil {
+			t.Errorf("%+v: marshalled", bad)
+		}
 	}
 }
