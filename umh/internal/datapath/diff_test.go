@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
@@ -32,15 +33,17 @@ func differential(t *testing.T, tb *ipt.Table, packets []*pkt) {
 		for _, h := range Hooks() {
 			for _, p := range packets {
 				v := hookView(h, *p)
-				exp := refEval(tb, h.Hook, &v, want)
+				var wantTrace, gotTrace []int
+				exp := refEvalTrace(tb, h.Hook, &v, want, &wantTrace)
 				total++
 				if exp == NFAccept {
 					accepted++
 				}
-				if got := l.run(t, h, &v); got != exp {
+				if got := l.runTrace(t, h, &v, &gotTrace); got != exp || !slices.Equal(gotTrace, wantTrace) {
 					fails++
 					if fails < 10 {
-						t.Errorf("linear=%v %s: %v: got %s, want %s", linear, ipt.HookNames[h.Hook], &v, verdictName(got), verdictName(exp))
+						t.Errorf("linear=%v %s: %v: got %s, callouts %v; want %s, callouts %v", linear, ipt.HookNames[h.Hook], &v,
+							verdictName(got), gotTrace, verdictName(exp), wantTrace)
 					}
 				}
 			}

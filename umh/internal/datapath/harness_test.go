@@ -3,11 +3,13 @@ package datapath
 import (
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // needBPF skips unprivileged runs and fails if root cannot load BPF.
@@ -81,6 +83,13 @@ func hookCtx(h Hook, p *pkt) bpfCtx {
 			c.In[i] = int8(p.in[i])
 		}
 	}
+	if p.ct != nil {
+		c.Flags |= CtxCT
+		c.CtPresent, c.CtInfo, c.CtStatus, c.CtDir = p.ct.present, p.ct.info, p.ct.status, p.ct.dir
+		c.CtProto, c.CtExpires = p.ct.proto, p.ct.expires
+		c.CtOrigSrc, c.CtOrigDst, c.CtReplSrc, c.CtReplDst = p.ct.addr[0], p.ct.addr[1], p.ct.addr[2], p.ct.addr[3]
+		c.CtOrigSport, c.CtOrigDport, c.CtReplSport, c.CtReplDport = p.ct.port[0], p.ct.port[1], p.ct.port[2], p.ct.port[3]
+	}
 	if h.Out && p.out != "" {
 		c.OutIfindex = 8
 		for i := 0; i < len(p.out) && i < len(c.Out); i++ {
@@ -92,21 +101,65 @@ func hookCtx(h Hook, p *pkt) bpfCtx {
 
 // run runs the program of hook h on p, with the ctx map filled (on every
 // CPU) as the module fills it at h. It returns the netfilter verdict.
+//
+// It plays the module's part in callouts: on BPFILTER_VERDICT_CALLOUT it
+// runs the kernel extension ctx->callout (fakeExt), appends its entry to
+// *trace, and runs the program again with BPFILTER_CTX_RESUME on the same
+// CPU (the test's thread is pinned to CPU 0 meanwhile).
 func (l *loaded) run(t testing.TB, h Hook, p *pkt) uint32 {
 	t.Helper()
-	v := hookCtx(h, p)
-	vals := make([]bpfCtx, possibleCPUs())
-	for i := range vals {
-		vals[i] = v
-	}
-	if err := l.objs.Ctx.Put(uint32(0), vals); err != nil {
+	return l.runTrace(t, h, p, nil)
+}
+
+func (l *loaded) runTrace(t testing.TB, h Hook, p *pkt, trace *[]int) uint32 {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, cpu0 unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
 		t.Fatal(err)
 	}
-	ret, err := l.objs.Program(h.Hook).Run(&ebpf.RunOptions{Data: p.frame(), Context: skbCtx{Ifindex: 1}})
-	if err != nil {
-		t.Fatalf("run %v: %v", p, err)
+	cpu0.Set(0)
+	if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
+		t.Fatal(err)
 	}
-	return ret
+	defer unix.SchedSetaffinity(0, &old)
+	v := hookCtx(h, p)
+	vals := make([]bpfCtx, possibleCPUs())
+	for n := 0; ; n++ {
+		for i := range vals {
+			vals[i] = v
+		}
+		if err := l.objs.Ctx.Put(uint32(0), vals); err != nil {
+			t.Fatal(err)
+		}
+		ret, err := l.objs.Program(h.Hook).Run(&ebpf.RunOptions{Data: p.frame(), Context: skbCtx{Ifindex: 1}})
+		if err != nil {
+			t.Fatalf("run %v: %v", p, err)
+		}
+		if ret != NFCallout {
+			return ret
+		}
+		if n >= 4096 { // BPFILTER_MAX_CALLOUTS
+			t.Fatalf("%v: more than 4096 callouts", p)
+		}
+		if err := l.objs.Ctx.Lookup(uint32(0), vals); err != nil {
+			t.Fatal(err)
+		}
+		k := int(vals[0].Callout)
+		if k >= len(l.spec.Exts) {
+			t.Fatalf("%v: callout %d of %d extensions", p, k, len(l.spec.Exts))
+		}
+		x := l.spec.Exts[k]
+		if trace != nil {
+			*trace = append(*trace, x.Entry.Index)
+		}
+		v.Flags |= CtxResume
+		v.Result = 1
+		if !x.Ext.Target && !fakeExt(x.Ext, p) {
+			v.Result = 0
+		}
+	}
 }
 
 // hookView: the packet with only the interfaces the hook has.

@@ -16,6 +16,16 @@ type pkt struct {
 	l4       []byte // transport bytes inside tot_len
 	pad      int    // link-layer bytes after the IP packet
 	in, out  string
+	ct       *ctInfo // conntrack as nf_ct_get gives it; nil: the ctx has none
+}
+
+// ctInfo is what the module copies into the ctx's ct_* fields, in the
+// ctx's byte order (addresses and ports as the packet holds them, read
+// as host-order words).
+type ctInfo struct {
+	present, info, status, dir, proto, expires uint32
+	addr                                       [4]uint32 // orig src, dst, reply src, dst
+	port                                       [4]uint16
 }
 
 func (p *pkt) String() string {

@@ -11,6 +11,18 @@ import (
 // independently of the compiler. It adds to counters (by entry index) and
 // returns the netfilter verdict.
 func refEval(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters) uint32 {
+	return refEvalTrace(t, hook, p, counters, nil)
+}
+
+// fakeExt is the tests' kernel running a kernel match: it matches when
+// the last byte of the source address shares a bit with the first data
+// byte (a stand-in for any ->match(), whose calls must come exactly in
+// ip_tables' order).
+func fakeExt(x *ipt.KernelExt, p *pkt) bool { return p.src.As4()[3]&x.Data[0] != 0 }
+
+// refEvalTrace is refEval that also appends to *trace the entry of each
+// kernel extension it runs, in order.
+func refEvalTrace(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters, trace *[]int) uint32 {
 	const nfDrop, nfAccept, nfQueue = 0, 1, 3
 	skb := p.ip()
 	fragoff := binary.BigEndian.Uint16(skb[6:]) & 0x1FFF
@@ -31,7 +43,17 @@ func refEval(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters) uint32 {
 		}
 		matched := true
 		for i := range e.Matches {
-			if !refMatch(&e.Matches[i], skb, fragoff, thoff, &hotdrop) {
+			if x, ok := e.Matches[i].Info.(*ipt.KernelExt); ok {
+				if trace != nil {
+					*trace = append(*trace, e.Index)
+				}
+				if !fakeExt(x, p) {
+					matched = false
+					break
+				}
+				continue
+			}
+			if !refMatch(&e.Matches[i], p, skb, fragoff, thoff, &hotdrop) {
 				matched = false
 				break
 			}
@@ -51,6 +73,15 @@ func refEval(t *ipt.Table, hook int, p *pkt, counters []ipt.Counters) uint32 {
 		switch tg.Kind {
 		case ipt.TargetError:
 			return nfDrop // ipt_error: NF_DROP
+		case ipt.TargetKernel:
+			// LOG: XT_CONTINUE
+			if trace != nil {
+				*trace = append(*trace, e.Index)
+			}
+			if e = nextEntry(t, e); e == nil {
+				return nfDrop
+			}
+			continue
 		case ipt.TargetExt:
 			q := tg.Info.(*ipt.NFQ) // nfqueue_tg, _v1 to _v3, one queue
 			v := uint32(q.QueueNum)<<16 | nfQueue
@@ -140,11 +171,15 @@ func header(skb []byte, off, n int) []byte {
 
 func portMatch(lo, hi, p uint16, inv bool) bool { return (p >= lo && p <= hi) != inv }
 
-func refMatch(m *ipt.Match, skb []byte, fragoff uint16, thoff int, hotdrop *bool) bool {
+func refMatch(m *ipt.Match, p *pkt, skb []byte, fragoff uint16, thoff int, hotdrop *bool) bool {
 	be := binary.BigEndian
 	switch x := m.Info.(type) {
 	case *ipt.Comment:
 		return true
+	case *ipt.State:
+		return refState(x, p.ct)
+	case *ipt.Conntrack:
+		return refConntrack(x, p.ct)
 	case *ipt.TCP:
 		if fragoff != 0 {
 			if fragoff == 1 {
@@ -278,4 +313,77 @@ func tcpFindOption(option uint8, skb []byte, protoff, optlen int, invert bool, h
 		}
 	}
 	return invert
+}
+
+// ctStateBit is the state bit of xt_state and xt_conntrack for ct (nil:
+// the ctx carries no conntrack, as for a packet without an entry).
+func ctStateBit(ct *ctInfo, untracked uint32) uint32 {
+	switch {
+	case ct != nil && ct.present != 0:
+		return 1 << (ct.info%3 + 1) // XT_STATE_BIT
+	case ct != nil && ct.info == 7: // IP_CT_UNTRACKED
+		return untracked
+	}
+	return 1 // INVALID
+}
+
+// refState is state_mt.
+func refState(x *ipt.State, ct *ctInfo) bool {
+	return x.StateMask&ctStateBit(ct, ipt.StateUntracked) != 0
+}
+
+// refConntrack is conntrack_mt with conntrack_mt_v1..v3, for IPv4.
+func refConntrack(x *ipt.Conntrack, ct *ctInfo) bool {
+	mf, inv := x.MatchFlags, x.InvertFlags
+	// flag: the condition of flag is checked and fails.
+	fails := func(flag uint16, cond bool) bool { return mf&flag != 0 && cond == (inv&flag != 0) }
+	bit := ctStateBit(ct, ipt.CTStateUntracked)
+	present := ct != nil && ct.present != 0
+	if mf&ipt.CTMatchState != 0 {
+		if present {
+			if ct.status&(1<<4) != 0 { // IPS_SRC_NAT
+				bit |= ipt.CTStateSNAT
+			}
+			if ct.status&(1<<5) != 0 {
+				bit |= ipt.CTStateDNAT
+			}
+		}
+		if (uint32(x.StateMask)&bit != 0) == (inv&ipt.CTMatchState != 0) {
+			return false
+		}
+	}
+	if !present {
+		return mf&ipt.CTMatchState != 0
+	}
+	le := binary.LittleEndian
+	addrs := [4][2][16]byte{{x.OrigSrc, x.OrigSrcMask}, {x.OrigDst, x.OrigDstMask}, {x.ReplSrc, x.ReplSrcMask}, {x.ReplDst, x.ReplDstMask}}
+	if fails(ipt.CTMatchDirection, ct.dir == 0) {
+		return false
+	}
+	for i, flag := range []uint16{ipt.CTMatchOrigSrc, ipt.CTMatchOrigDst, ipt.CTMatchReplSrc, ipt.CTMatchReplDst} {
+		a, m := le.Uint32(addrs[i][0][:]), le.Uint32(addrs[i][1][:])
+		if fails(flag, (ct.addr[i]^a)&m == 0) {
+			return false
+		}
+	}
+	if fails(ipt.CTMatchProto, ct.proto == uint32(x.L4Proto)) {
+		return false
+	}
+	ports := [4]uint16{x.OrigSrcPort, x.OrigDstPort, x.ReplSrcPort, x.ReplDstPort}
+	highs := [4]uint16{x.OrigSrcPortHigh, x.OrigDstPortHigh, x.ReplSrcPortHigh, x.ReplDstPortHigh}
+	for i, flag := range []uint16{ipt.CTMatchOrigSrcPrt, ipt.CTMatchOrigDstPrt, ipt.CTMatchReplSrcPrt, ipt.CTMatchReplDstPrt} {
+		// ct.port is the tuple's __be16 read as a host-order u16.
+		port := ct.port[i]>>8 | ct.port[i]<<8
+		if x.Revision != 3 {
+			if fails(flag, port == ports[i]) {
+				return false
+			}
+		} else if mf&flag != 0 && (port >= ports[i] && port <= highs[i]) == (inv&flag != 0) {
+			return false
+		}
+	}
+	if fails(ipt.CTMatchStatus, uint32(x.StatusMask)&ct.status != 0) {
+		return false
+	}
+	return !fails(ipt.CTMatchExpires, ct.expires >= x.ExpiresMin && ct.expires <= x.ExpiresMax)
 }

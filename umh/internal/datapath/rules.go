@@ -34,10 +34,6 @@ type entryRecords struct {
 // Kernel extensions get the next indexes in exts.
 func encodeEntry(t *ipt.Table, e *ipt.Entry, exts *[]Ext) (*entryRecords, error) {
 	er := &entryRecords{}
-	var err error
-	if er.action, er.target, err = encodeTarget(t, e, exts); err != nil {
-		return nil, err
-	}
 	var first record
 	encodeIP(&first, &e.IP)
 	er.recs = append(er.recs, first)
@@ -64,6 +60,10 @@ func encodeEntry(t *ipt.Table, e *ipt.Entry, exts *[]Ext) (*entryRecords, error)
 		if err := encodeMatch(rec, m); err != nil {
 			return nil, fmt.Errorf("entry %d (offset %d), match %d %q: %w", e.Index, e.Offset, i+1, m.Name, err)
 		}
+	}
+	var err error
+	if er.action, er.target, err = encodeTarget(t, e, exts); err != nil {
+		return nil, err
 	}
 	return er, nil
 }
