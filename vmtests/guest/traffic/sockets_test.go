@@ -76,10 +76,10 @@ func tcpServer(t *testing.T, h *nt.Host, at netip.AddrPort) (stop func()) {
 }
 
 // tcpConnect connects from h (from address src if valid, else the
-// route's) to dst, and says what became of it: "connected, N bytes back"
+// route's; from port sport if not 0, else an ephemeral one) to dst, and says what became of it: "connected, N bytes back"
 // or the connect's error. A connection ends with a reset (SO_LINGER 0)
 // after the reply, so that its packets do not depend on timing.
-func tcpConnect(h *nt.Host, src netip.Addr, dst netip.AddrPort) string {
+func tcpConnect(h *nt.Host, src netip.Addr, sport uint16, dst netip.AddrPort) string {
 	var out string
 	err := h.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
@@ -90,8 +90,12 @@ func tcpConnect(h *nt.Host, src netip.Addr, dst netip.AddrPort) string {
 		if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
 			return err
 		}
-		if src.IsValid() {
-			if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}); err != nil {
+		if src.IsValid() || sport != 0 {
+			sa := &unix.SockaddrInet4{Port: int(sport)}
+			if src.IsValid() {
+				sa.Addr = src.As4()
+			}
+			if err := unix.Bind(fd, sa); err != nil {
 				return err
 			}
 		}

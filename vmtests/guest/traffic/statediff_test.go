@@ -41,6 +41,7 @@ type scase struct {
 	name    string
 	policy  map[string]string
 	rules   string // filter's chains and rules
+	restore string // if set, restored instead of rules and nat (iptables-save format)
 	nat     string // nat's rules, when the test loads iptable_nat
 	prepare func(t *testing.T)
 	steps   []sstep
@@ -110,9 +111,14 @@ func observeStateful(t *testing.T, c scase, withNat bool) sobservation {
 			o.errs = append(o.errs, fmt.Sprintf("%v: %s\n%s", err, out, input))
 		}
 	}
-	restore(tableInput("filter", filterChains, c.policy, c.rules))
-	if withNat {
-		restore(tableInput("nat", natChains, nil, c.nat))
+	switch {
+	case c.restore != "":
+		restore(c.restore)
+	default:
+		restore(tableInput("filter", filterChains, c.policy, c.rules))
+		if withNat {
+			restore(tableInput("nat", natChains, nil, c.nat))
+		}
 	}
 	for _, s := range c.steps {
 		o.lines = append(o.lines, s.name+": "+s.run(t))
@@ -186,8 +192,12 @@ func compareStateful(t *testing.T, c scase, want, got sobservation) {
 	}
 	t.Logf("ip_tables:\n%s", strings.Join(want.lines, "\n"))
 	if !slices.Equal(want.lines, got.lines) {
+		input := c.restore
+		if input == "" {
+			input = tableInput("filter", filterChains, c.policy, c.rules)
+		}
 		t.Errorf("steps differ\nip_tables:\n%s\nbpfilter:\n%s\nrules:\n%s", strings.Join(want.lines, "\n"),
-			strings.Join(got.lines, "\n"), tableInput("filter", filterChains, c.policy, c.rules))
+			strings.Join(got.lines, "\n"), input)
 	}
 	if want.list != got.list {
 		t.Errorf("iptables-legacy -t filter -L -v -x -n differs\nip_tables:\n%s\nbpfilter:\n%s", want.list, got.list)
@@ -279,7 +289,14 @@ var nfLogRe = regexp.MustCompile(`IN=\S* OUT=\S* `)
 
 // logLines returns the step that starts reading the kernel log, and the
 // one that returns the LOG lines logged since, each as "<prio> text".
-func logLines() (start, lines sstep) {
+func logLines() (start, lines sstep) { return logLinesOf(false) }
+
+// idRe is the IP id in a LOG line.
+var idRe = regexp.MustCompile(`\bID=\d+ `)
+
+// logLinesOf is logLines; with anyID, the IP ids are left out: the kernel
+// picks a connected socket's first id at random.
+func logLinesOf(anyID bool) (start, lines sstep) {
 	var k *kmsgReader
 	start = sstep{name: "kernel log from here", run: func(t *testing.T) string {
 		var err error
@@ -297,7 +314,11 @@ func logLines() (start, lines sstep) {
 		var out []string
 		for _, r := range k.read() {
 			if nfLogRe.MatchString(r.msg) {
-				out = append(out, "<"+r.prio+"> "+r.msg)
+				msg := r.msg
+				if anyID {
+					msg = idRe.ReplaceAllString(msg, "ID=_ ")
+				}
+				out = append(out, "<"+r.prio+"> "+msg)
 			}
 		}
 		return fmt.Sprintf("%d\n%s", len(out), strings.Join(out, "\n"))

@@ -8,29 +8,39 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/bpfilter/bpfilter/vmtests/guest/gt"
 	nt "github.com/bpfilter/bpfilter/vmtests/guest/nettest"
 	"golang.org/x/sys/unix"
 )
 
-// serve is a step that starts a TCP server (tcpServer) or a UDP echo for
-// the rest of the backend's run.
+// serving holds the servers a backend's run has started, so that cases
+// sharing one (a container's port, say) start it once.
+var serving = map[string]bool{}
+
+// serveTCP is a step that starts a TCP server (tcpServer) for the rest of
+// the backend's run; serveUDP likewise a UDP echo.
 func serveTCP(h *nt.Host, at netip.AddrPort) sstep {
-	return sstep{name: fmt.Sprintf("tcp server in %s at %v", h, at), run: func(t *testing.T) string {
-		t.Cleanup(tcpServer(t, h, at))
-		return "listening"
-	}}
+	return serveStep("tcp", h, at, tcpServer)
 }
 
 func serveUDP(h *nt.Host, at netip.AddrPort) sstep {
-	return sstep{name: fmt.Sprintf("udp echo in %s at %v", h, at), run: func(t *testing.T) string {
-		t.Cleanup(udpEcho(t, h, at))
+	return serveStep("udp", h, at, udpEcho)
+}
+
+func serveStep(proto string, h *nt.Host, at netip.AddrPort, serve func(*testing.T, *nt.Host, netip.AddrPort) func()) sstep {
+	key := fmt.Sprintf("%s server in %s at %v", proto, h, at)
+	return sstep{name: key, run: func(t *testing.T) string {
+		if serving[key] {
+			return "listening"
+		}
+		serving[key] = true
+		stop := serve(t, h, at)
+		t.Cleanup(func() { stop(); delete(serving, key) })
 		return "listening"
 	}}
 }
 
 func connectStep(name, want string, h *nt.Host, dst netip.AddrPort) sstep {
-	return step(name, want, func() string { return tcpConnect(h, netip.Addr{}, dst) })
+	return step(name, want, func() string { return tcpConnect(h, netip.Addr{}, 0, dst) })
 }
 
 func udpStep(name, want string, h *nt.Host, dst netip.AddrPort) sstep {
@@ -196,7 +206,3 @@ func udpSendAs(h *nt.Host, uid int, src, dst netip.AddrPort) string {
 	}
 	return out
 }
-
-// The gt package's names for the backends are what the steps' lines
-// must not depend on: a line names hosts and addresses only.
-var _ = gt.IPTables
