@@ -19,9 +19,9 @@ import (
 // than the kernel lets one file of /dev/kmsg write in 5 s (gt.TraceBurst).
 const burstCalls = 200
 
-// refusedMarkRe is the line in which bpfilter says why it refused a rule
-// with `-m mark`.
-var refusedMarkRe = regexp.MustCompile(`^bpfilter_umh: IPT_SO_SET_REPLACE: .*"mark".*not supported`)
+// refusedStringRe is the line in which bpfilter says why it refused a rule
+// with `-m string` (an extension it does not enforce).
+var refusedStringRe = regexp.MustCompile(`^bpfilter_umh: IPT_SO_SET_REPLACE: .*"string".*not supported`)
 
 // perCallRe is a trace line: one per forwarded call.
 var perCallRe = regexp.MustCompile(`^bpfilter_umh: [gs]etsockopt \d+ `)
@@ -61,15 +61,15 @@ func TestRefusalLoggedAfterBurst(t *testing.T) {
 			t.Logf("%d iptables-legacy commands in %v", burstCalls, time.Since(start).Round(time.Millisecond))
 
 			stop, streamed := streamGetInfo(t)
-			rule := []string{"-A", "INPUT", "-m", "mark", "--mark", "1", "-j", "DROP"}
+			rule := []string{"-A", "INPUT", "-m", "string", "--string", "foo", "--algo", "bm", "-j", "DROP"}
 			out, err := gt.Run("iptables-legacy", rule...)
 			stop()
 			if err == nil {
-				t.Fatalf("bpfilter accepted a rule with the mark match:\n%s", out)
+				t.Fatalf("bpfilter accepted a rule with the string match:\n%s", out)
 			}
 			elapsed := time.Since(start)
 			t.Logf("%d IPT_SO_GET_INFO calls streamed around the refused command", *streamed)
-			m := k.Wait(t, refusedMarkRe, 5*time.Second)
+			m := k.Wait(t, refusedStringRe, 5*time.Second)
 			t.Logf("found: %s", m[0])
 			traced := len(k.Grep(perCallRe))
 
