@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -263,9 +264,9 @@ func (r *receiver) close(t testing.TB) {
 // newTag is a random tag for one measurement's datagrams.
 func newTag() uint32 { return rand.Uint32() | 1 }
 
-// flood sends datagrams of tag on c for d, as fast as one thread can, and
-// returns how many writes succeeded and how many failed.
-func flood(c *net.UDPConn, tag uint32, d time.Duration) (sent, failed int64) {
+// flood sends datagrams of tag on c (one per Write) for d, as fast as one
+// thread can, and returns how many writes succeeded and how many failed.
+func flood(c io.Writer, tag uint32, d time.Duration) (sent, failed int64) {
 	buf := make([]byte, payloadSize)
 	binary.BigEndian.PutUint32(buf, tag)
 	end := time.Now().Add(d)

@@ -5,6 +5,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"os"
@@ -55,10 +56,17 @@ const noFilter = -1
 // path's dst, port flowPort) do not match: "-d dst/32 -p udp --dport P
 // -j DROP" for n other ports. ip_tables examines each rule in full
 // (address, protocol, then the udp match, which fails on the port).
-func missRules(n int) string {
+func missRules(n int) string { return missRulesAfter("", n) }
+
+// missRulesAfter is missRules(n) with first (a rule's matches and target,
+// if not empty) ahead of the n rules in INPUT and FORWARD.
+func missRulesAfter(first string, n int) string {
 	var b strings.Builder
 	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
 	for _, p := range paths {
+		if first != "" {
+			fmt.Fprintf(&b, "-A %s %s\n", p.chain, first)
+		}
 		for i := 0; i < n; i++ {
 			fmt.Fprintf(&b, "-A %s -d %s/32 -p udp --dport %d -j DROP\n", p.chain, p.dst, 20000+i)
 		}
@@ -72,8 +80,15 @@ type ppsLane struct {
 	be    gt.Backend // unused for the noFilter lane
 	rules int        // or noFilter
 	l     *lane
-	sent  map[string]int64 // datagrams sent through each chain, warm-ups included
+	sent  map[string]int64 // datagrams sent through each chain (or flowSpec.key), warm-ups included
 	recvd map[string]int64 // and received
+}
+
+// newPPSLane is a new lane for a table of be of n rules (or noFilter),
+// without a table yet.
+func newPPSLane(t *testing.T, be gt.Backend, n int) *ppsLane {
+	t.Helper()
+	return &ppsLane{be: be, rules: n, l: newLane(t), sent: map[string]int64{}, recvd: map[string]int64{}}
 }
 
 func (pl *ppsLane) String() string {
@@ -130,7 +145,7 @@ func TestThroughput(t *testing.T) {
 	bigReceiveBuffers(t)
 	gt.Use(t, gt.IPTables)
 	gt.MustRun(t, "modprobe", "xt_tcpudp")
-	none := &ppsLane{rules: noFilter, l: newLane(t), sent: map[string]int64{}, recvd: map[string]int64{}}
+	none := newPPSLane(t, 0, noFilter)
 	lanes := map[gt.Backend]map[int]*ppsLane{gt.IPTables: {}, gt.Bpfilter: {}}
 	for _, be := range backends { // ip_tables first: its tables cannot be set while bpfilter is loaded
 		if be == gt.Bpfilter {
@@ -138,7 +153,7 @@ func TestThroughput(t *testing.T) {
 			t.Cleanup(func() { gt.Unload(t) })
 		}
 		for _, n := range laneRules {
-			pl := &ppsLane{be: be, rules: n, l: newLane(t), sent: map[string]int64{}, recvd: map[string]int64{}}
+			pl := newPPSLane(t, be, n)
 			pl.l.dut.restore(t, missRules(n))
 			lanes[be][n] = pl
 			if be == gt.IPTables && !hasFilterName(t, pl.l.dut) {
@@ -173,48 +188,16 @@ func TestThroughput(t *testing.T) {
 				p.name, pl, k+1, m.pps, m.sent, m.failed, m.received)
 			return m
 		}
-		for k := 0; k < ppsPairs; k++ {
-			measure(none, k)
-			for _, n := range laneRules {
-				order := backends
-				if k%2 == 1 {
-					order = []gt.Backend{backends[1], backends[0]}
-				}
-				got := map[gt.Backend]float64{}
-				for _, be := range order {
-					got[be] = measure(lanes[be][n], k).pps
-				}
-				bk := key{p.name, lanes[gt.Bpfilter][n]}
-				ratios[bk] = append(ratios[bk], got[gt.Bpfilter]/got[gt.IPTables])
-			}
+		pairs := make([]map[gt.Backend]*ppsLane, len(laneRules))
+		for i, n := range laneRules {
+			pairs[i] = map[gt.Backend]*ppsLane{gt.IPTables: lanes[gt.IPTables][n], gt.Bpfilter: lanes[gt.Bpfilter][n]}
 		}
-		// One more window per lane with the run-time statistics on: only
-		// bpfilter's lanes run its programs, once per datagram.
-		statsOn, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-		if err != nil {
-			t.Fatalf("BPF_ENABLE_STATS: %v", err)
+		rs := pairedWindows(none, pairs, func(pl *ppsLane, k int) float64 { return measure(pl, k).pps })
+		for i, n := range laneRules {
+			ratios[key{p.name, lanes[gt.Bpfilter][n]}] = rs[i]
 		}
-		for _, pl := range all {
-			before := progStats(t)
-			m := flows[pl].window(t, ppsWindow)
-			runs, runtime := progStatsSince(t, before)
-			t.Logf("%s, %s, with BPF statistics: %.0f packets/s (%d sent, %d received); %d program runs, %v",
-				p.name, pl, m.pps, m.sent, m.received, runs, runtime)
-			if pl.rules == noFilter || pl.be == gt.IPTables {
-				if runs != 0 {
-					t.Errorf("%s, %s: bpfilter's programs ran %d times", p.name, pl, runs)
-				}
-				continue
-			}
-			if runs < uint64(m.received) {
-				t.Errorf("%s, %s: %d datagrams arrived, bpfilter's programs ran %d times", p.name, pl, m.received, runs)
-			}
-			if runs > 0 {
-				progNs[key{p.name, pl}] = float64(runtime.Nanoseconds()) / float64(runs)
-			}
-		}
-		if err := statsOn.Close(); err != nil {
-			t.Fatal(err)
+		for pl, ns := range statsWindows(t, p.name, all, flows) {
+			progNs[key{p.name, pl}] = ns
 		}
 		for _, pl := range all {
 			flows[pl].close(t)
@@ -260,13 +243,7 @@ func TestThroughput(t *testing.T) {
 		checkPolicyCounters(t, lanes[gt.Bpfilter][n])
 	}
 	gt.MustRun(t, "rmmod", "bpfilter")
-	// bpfilter's name of the filter table goes with it: had iptable_filter
-	// made a table in a bpfilter lane, it would still be there.
-	for _, pl := range append([]*ppsLane{none}, slices.Collect(maps.Values(lanes[gt.Bpfilter]))...) {
-		if hasFilterName(t, pl.l.dut) {
-			t.Errorf("%s: ip_tables has a filter table there", pl)
-		}
-	}
+	noIPTablesFilter(t, append([]*ppsLane{none}, slices.Collect(maps.Values(lanes[gt.Bpfilter]))...))
 	for _, n := range laneRules {
 		pl := lanes[gt.IPTables][n]
 		checkPolicyCounters(t, pl)
@@ -275,6 +252,80 @@ func TestThroughput(t *testing.T) {
 	}
 	gt.Ensure(t, gt.IPTables)
 	t.Log("\n" + tb.String())
+}
+
+// pairedWindows is ppsPairs rounds of windows: one of none, then for each
+// pair of lanes (one per backend, alike but for it) two adjacent ones,
+// ip_tables' first in even rounds, bpfilter's first in odd ones. measure
+// runs one window of a lane and returns its rate. The result is each
+// pair's ratios, bpfilter's rate over ip_tables', one per round.
+func pairedWindows(none *ppsLane, pairs []map[gt.Backend]*ppsLane, measure func(pl *ppsLane, round int) float64) [][]float64 {
+	ratios := make([][]float64, len(pairs))
+	for k := 0; k < ppsPairs; k++ {
+		measure(none, k)
+		for i, pair := range pairs {
+			order := backends
+			if k%2 == 1 {
+				order = []gt.Backend{backends[1], backends[0]}
+			}
+			got := map[gt.Backend]float64{}
+			for _, be := range order {
+				got[be] = measure(pair[be], k)
+			}
+			ratios[i] = append(ratios[i], got[gt.Bpfilter]/got[gt.IPTables])
+		}
+	}
+	return ratios
+}
+
+// statsWindows is one more window of each lane's flow with the kernel's
+// BPF run-time statistics on (what names the path, for the log): it fails
+// t unless only bpfilter's lanes run its programs, at least once per
+// datagram that arrived, and returns the mean time of one run in each of
+// bpfilter's lanes, in ns.
+func statsWindows(t *testing.T, what string, all []*ppsLane, flows map[*ppsLane]*flow) map[*ppsLane]float64 {
+	t.Helper()
+	res := map[*ppsLane]float64{}
+	statsOn, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("BPF_ENABLE_STATS: %v", err)
+	}
+	for _, pl := range all {
+		before := progStats(t)
+		m := flows[pl].window(t, ppsWindow)
+		runs, runtime := progStatsSince(t, before)
+		t.Logf("%s, %s, with BPF statistics: %.0f packets/s (%d sent, %d received); %d program runs, %v",
+			what, pl, m.pps, m.sent, m.received, runs, runtime)
+		if pl.rules == noFilter || pl.be == gt.IPTables {
+			if runs != 0 {
+				t.Errorf("%s, %s: bpfilter's programs ran %d times", what, pl, runs)
+			}
+			continue
+		}
+		if runs < uint64(m.received) {
+			t.Errorf("%s, %s: %d datagrams arrived, bpfilter's programs ran %d times", what, pl, m.received, runs)
+		}
+		if runs > 0 {
+			res[pl] = float64(runtime.Nanoseconds()) / float64(runs)
+		}
+	}
+	if err := statsOn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// noIPTablesFilter fails t if ip_tables has a filter table in the DUT of
+// one of lanes. Once bpfilter is unloaded, its name of the filter table
+// goes with it: had iptable_filter made a table in a lane that bpfilter
+// served (or in the lane without filter), it would still be there.
+func noIPTablesFilter(t *testing.T, lanes []*ppsLane) {
+	t.Helper()
+	for _, pl := range lanes {
+		if hasFilterName(t, pl.l.dut) {
+			t.Errorf("%s: ip_tables has a filter table there", pl)
+		}
+	}
 }
 
 // hasFilterName tells whether /proc/net/ip_tables_names of n names the
@@ -348,33 +399,54 @@ type ppsResult struct {
 type flow struct {
 	pl  *ppsLane
 	p   path
-	sc  *net.UDPConn
+	key string         // of the counts in pl.sent and pl.recvd
+	sc  io.WriteCloser // each Write sends one datagram of the payload given
 	rc  *net.UDPConn
 	r   *receiver
 	tag uint32
 }
 
+// flowSpec says how a flow sends. The zero value is TestThroughput's
+// flow: one UDP socket in src, connected to the receiver, counted under
+// the path's chain.
+type flowSpec struct {
+	key string // of the counts in the lane's sent and recvd maps; the chain if empty
+	// sender, if set, makes the flow's sender in pl's src; rc is the
+	// receiver's socket, before the receiver starts.
+	sender func(t *testing.T, pl *ppsLane, p path, key string, rc *net.UDPConn) io.WriteCloser
+}
+
 // openFlow opens the sockets of p through pl and warms the path up
 // (neighbours resolved, routes cached): some datagrams must arrive.
-func openFlow(t *testing.T, pl *ppsLane, p path) *flow {
+func openFlow(t *testing.T, pl *ppsLane, p path) *flow { return openFlowSpec(t, pl, p, flowSpec{}) }
+
+// openFlowSpec is openFlow with a sender of spec.
+func openFlowSpec(t *testing.T, pl *ppsLane, p path, spec flowSpec) *flow {
 	t.Helper()
 	to := net.JoinHostPort(p.dst, strconv.Itoa(flowPort))
-	f := &flow{pl: pl, p: p, tag: newTag()}
+	f := &flow{pl: pl, p: p, key: spec.key, tag: newTag()}
+	if f.key == "" {
+		f.key = p.chain
+	}
 	f.rc = udpConn(t, p.rx(pl.l), to, "")
 	if err := f.rc.SetReadBuffer(8 << 20); err != nil {
 		t.Fatal(err)
 	}
-	f.sc = udpConn(t, pl.l.src, srcAddr+":0", to)
+	if spec.sender != nil {
+		f.sc = spec.sender(t, pl, p, f.key, f.rc)
+	} else {
+		f.sc = udpConn(t, pl.l.src, srcAddr+":0", to)
+	}
 	f.r = startReceiver(f.rc, f.tag)
 	warm, _ := flood(f.sc, f.tag, 100*time.Millisecond)
-	pl.sent[p.chain] += warm
+	pl.sent[f.key] += warm
 	if !gt.Eventually(3*time.Second, func() bool { return f.r.n.Load() > 0 }) {
 		t.Fatalf("%s, %s: none of %d warm-up datagrams arrived", pl, p.name, warm)
 	}
 	if !f.r.quiet(200*time.Millisecond, 10*time.Second) {
 		t.Fatal("warm-up datagrams kept coming")
 	}
-	pl.recvd[p.chain] += f.r.n.Load()
+	pl.recvd[f.key] += f.r.n.Load()
 	return f
 }
 
@@ -387,7 +459,7 @@ func (f *flow) window(t *testing.T, d time.Duration) ppsResult {
 		t.Fatal("datagrams kept coming 30 s after the sender stopped")
 	}
 	got := f.r.n.Load() - before
-	f.pl.recvd[f.p.chain] += got
+	f.pl.recvd[f.key] += got
 	if got == 0 {
 		t.Fatalf("%s, %s: none of %d datagrams arrived", f.pl, f.p.name, sent)
 	}
@@ -396,7 +468,7 @@ func (f *flow) window(t *testing.T, d time.Duration) ppsResult {
 
 func (f *flow) flood(d time.Duration) (sent, failed int64) {
 	sent, failed = flood(f.sc, f.tag, d)
-	f.pl.sent[f.p.chain] += sent
+	f.pl.sent[f.key] += sent
 	return sent, failed
 }
 
