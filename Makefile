@@ -125,9 +125,10 @@ vmtest-debug:
 # compat.h exists to compare kernel versions: only it may.
 CHECKPATCH = $(firstword $(wildcard $(KDIR)/source/scripts/checkpatch.pl $(KDIR)/scripts/checkpatch.pl)) \
 	--no-tree --quiet --strict
-# iptables benchmarks in the VM, bpfilter against ip_tables (README's table)
+# iptables benchmarks in the VM, bpfilter against ip_tables (README's table);
+# RUN='TestStateful' runs only the guest benchmarks that it matches.
 bench: $(VM_DEPS)
-	$(VMENV) $(GO) test -count=1 -timeout 40m -v -tags bench -run TestBench ./vmtests/ 2>&1 | tee $(BUILD)/bench.log; exit $${PIPESTATUS[0]}
+	$(VMENV) BPFILTER_BENCH_RUN='$(RUN)' $(GO) test -count=1 -timeout 40m -v -tags bench -run TestBench ./vmtests/ 2>&1 | tee $(BUILD)/bench.log; exit $${PIPESTATUS[0]}
 
 # The module compiled against Debian bullseye's 5.10 as well (cached).
 compat-check: $(BUILD)/bpfilter_umh

@@ -34,39 +34,24 @@ const codegenPkg = "github.com/bpfilter/bpfilter/umh/internal/datapath"
 //     enforcement, and the timing of iptables-legacy-restore, -L and -S.
 //
 // The per-packet tables are printed at the end, as README shows them; the
-// guest's tables are in its tests' output.
+// guest's tables are in its tests' output. With BPFILTER_BENCH_RUN set
+// (make bench RUN=TestStateful), only part 3 runs, and of it only the guest
+// tests and benchmarks that pattern matches.
 func TestBench(t *testing.T) {
 	cfg, err := vm.ConfigFromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
+	run := os.Getenv("BPFILTER_BENCH_RUN")
 	var host, guest map[string]perPacket
-	t.Run("host-per-packet", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Fatal("the host's per-packet benchmark needs root (BPF_PROG_TEST_RUN): run make bench as root")
-		}
-		cmd := exec.Command("go", "test", "-count=1", "-run=^$", "-bench=^(BenchmarkMatchLast|BenchmarkCompileLoad)$", codegenPkg)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("go test -bench: %v\n%s", err, out)
-		}
-		t.Logf("\n%s", out)
-		host = parsePerPacket(t, string(out))
-	})
-	t.Run("vm-per-packet", func(t *testing.T) {
-		flags := strings.TrimSpace(os.Getenv("GOFLAGS") + " -ldflags=-X=" + codegenPkg + ".benchAll=1")
-		t.Setenv("GOFLAGS", flags)
-		vm.GuestTests{Pkg: codegenPkg, Timeout: 15 * time.Minute}.Run(t)
-		serial, err := os.ReadFile(filepath.Join(cfg.Build, "vmtest-datapath.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		guest = parsePerPacket(t, string(serial))
-	})
+	if run == "" {
+		perPacketParts(t, cfg, &host, &guest)
+	}
 	t.Run("vm-iptables", func(t *testing.T) {
 		vm.GuestTests{
 			Pkg:     "github.com/bpfilter/bpfilter/vmtests/guest/bench",
 			Timeout: 30 * time.Minute,
+			Only:    run,
 		}.Run(t)
 	})
 	var uts unix.Utsname
@@ -79,6 +64,32 @@ func TestBench(t *testing.T) {
 	if guest != nil {
 		t.Logf("per-packet cost, VM (Linux %s under TCG):\n%s", rel, perPacketTable(guest))
 	}
+}
+
+// perPacketParts are parts 1 and 2 of TestBench.
+func perPacketParts(t *testing.T, cfg vm.Config, host, guest *map[string]perPacket) {
+	t.Run("host-per-packet", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Fatal("the host's per-packet benchmark needs root (BPF_PROG_TEST_RUN): run make bench as root")
+		}
+		cmd := exec.Command("go", "test", "-count=1", "-run=^$", "-bench=^(BenchmarkMatchLast|BenchmarkCompileLoad)$", codegenPkg)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go test -bench: %v\n%s", err, out)
+		}
+		t.Logf("\n%s", out)
+		*host = parsePerPacket(t, string(out))
+	})
+	t.Run("vm-per-packet", func(t *testing.T) {
+		flags := strings.TrimSpace(os.Getenv("GOFLAGS") + " -ldflags=-X=" + codegenPkg + ".benchAll=1")
+		t.Setenv("GOFLAGS", flags)
+		vm.GuestTests{Pkg: codegenPkg, Timeout: 15 * time.Minute}.Run(t)
+		serial, err := os.ReadFile(filepath.Join(cfg.Build, "vmtest-datapath.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		*guest = parsePerPacket(t, string(serial))
+	})
 }
 
 // perPacket is one result of BenchmarkMatchLast.

@@ -25,6 +25,9 @@ type GuestTests struct {
 	// on the debug kernel and test nothing of the kernel's that the plain
 	// run does not.
 	KmodTests string
+	// Only, if set, is a -test.run pattern: only the guest tests and
+	// benchmarks that it matches run (make bench RUN=...).
+	Only string
 }
 
 // runnerError is what gouinit reports about a test binary.
@@ -75,6 +78,11 @@ func (g GuestTests) Run(t *testing.T) {
 	if cfg.KmodOnly && g.KmodTests != "" {
 		t.Logf("only the guest tests that reach kmod's paths: %s", g.KmodTests)
 		if err := os.WriteFile(filepath.Join(shared, "run"), []byte(g.KmodTests+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	} else if g.Only != "" {
+		t.Logf("only the guest tests and benchmarks matching %s", g.Only)
+		if err := os.WriteFile(filepath.Join(shared, "run"), []byte(g.Only+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// RunFile, in the shared directory, holds a -test.run pattern when the host
-// wants only some of a group's tests (vm.GuestTests.KmodTests).
+// RunFile, in the shared directory, holds a pattern when the host wants only
+// some of a group's tests and benchmarks (vm.GuestTests.KmodTests, Only): it
+// becomes -test.run and -test.bench.
 var RunFile = filepath.Join(filepath.Dir(ModDir), "run")
 
 // RunTests runs m's tests and returns the exit code: all of them, or only those
@@ -25,9 +26,11 @@ func RunTests(m *testing.M) int {
 		return 1
 	default:
 		pattern := strings.TrimSpace(string(b))
-		if err := flag.Set("test.run", pattern); err != nil {
-			fmt.Println(err)
-			return 1
+		for _, f := range []string{"test.run", "test.bench"} {
+			if err := flag.Set(f, pattern); err != nil {
+				fmt.Println(err)
+				return 1
+			}
 		}
 		fmt.Printf("the host asks for the tests matching %s only\n", pattern)
 	}
