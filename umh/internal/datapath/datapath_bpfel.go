@@ -303,7 +303,7 @@ type datapathTraversal struct {
 	OptI    uint32
 	Pad     uint32
 	OptBits [4]uint64
-	Opts    [40]uint8
+	Opts    [64]uint8
 }
 
 // Names of all BPF objects in the ELF.

@@ -425,8 +425,10 @@ advance:
 	if (st->wlinear) {
 		next = c + 1;
 	} else {
-		st->wl++;
-		p = bpf_map_lookup_elem(&lists, &st->wl);
+		/* A key on the stack: 6.1's helpers take no PTR_TO_MEM key. */
+		__u32 wl = ++st->wl;
+
+		p = bpf_map_lookup_elem(&lists, &wl);
 		if (!p)
 			return 1;
 		next = *p;
@@ -633,10 +635,14 @@ __attribute__((noinline)) int step_end(struct traversal *st)
 			st->pos = st->under;
 			return 0;
 		}
-		row = jstack_row();
-		if (!row || sp > cfg.stack_cap)
-			goto drop;
+		/* Decrement, then bound: 6.1's verifier learns no lower
+		 * bound from sp != 0, so sp - 1 after a check of sp would be
+		 * unbounded.
+		 */
 		sp--;
+		row = jstack_row();
+		if (!row || sp >= cfg.stack_cap)
+			goto drop;
 		st->sp = sp;
 		st->pos = row[sp] + 1;
 		return 0;
@@ -761,7 +767,7 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u8 *iph, __u32 *ih
 static __always_inline int init(struct __sk_buff *skb, struct traversal *st, const __u32 hook)
 {
 	__u8 iph[20] __attribute__((aligned(8)));
-	__u8 l4[20] __attribute__((aligned(8)));
+	__u8 l4[L4_BUF] __attribute__((aligned(8)));
 	__u32 ihl, tot, n, zero = 0;
 	struct loop_ctx lc = { .st = st };
 
@@ -784,6 +790,12 @@ static __always_inline int init(struct __sk_buff *skb, struct traversal *st, con
 		n = st->l4len;
 		if (n > 20)
 			n = 20;
+		/* n is 1..20 here. 6.1's verifier learns no lower bound
+		 * from n != 0 and clang compares copies: bound the register
+		 * passed by arithmetic it cannot see through (1..L4_BUF).
+		 */
+		barrier_var(n);
+		n = ((n - 1) & (L4_BUF - 1)) + 1;
 		if (bpf_skb_load_bytes_relative(skb, ihl, l4, n, BPF_HDR_START_NET))
 			return 0;
 		if (st->l4len >= 4) {
@@ -804,6 +816,9 @@ static __always_inline int init(struct __sk_buff *skb, struct traversal *st, con
 				if (doff > st->l4len || n > MAX_OPT_LEN) {
 					st->opt_st = OPT_HOTDROP;
 				} else {
+					/* 1..40, bounded for 6.1 as above */
+					barrier_var(n);
+					n = ((n - 1) & (OPT_BUF - 1)) + 1;
 					if (bpf_skb_load_bytes_relative(skb, ihl + 20, st->opts, n, BPF_HDR_START_NET))
 						return 0;
 					st->opt_len = n;

@@ -18,6 +18,12 @@
 #define MAX_GROUPS	64
 #define NUM_HOOKS	5	/* NF_INET_NUMHOOKS */
 #define MAX_OPT_LEN	40	/* 60 - sizeof(struct tcphdr) */
+/* Buffers whose sizes are powers of two, so that a load size masked into
+ * them is bounded for the verifier: the first transport bytes (20 read),
+ * the tcp options (MAX_OPT_LEN read).
+ */
+#define L4_BUF		32
+#define OPT_BUF		64
 #define MP_RANGES	15	/* XT_MULTI_PORTS */
 #define MATCH_SIZE	68	/* bytes of match data in a record */
 #define MAX_STEPS	(1 << 23)
@@ -223,7 +229,7 @@ struct traversal {
 	__u64 gmask;
 	__u32 opt_st, opt_len, opt_i, pad;
 	__u64 opt_bits[4];	/* option kinds tcp_find_option visits */
-	__u8 opts[MAX_OPT_LEN];
+	__u8 opts[OPT_BUF];
 };
 
 struct hook_cfg {
