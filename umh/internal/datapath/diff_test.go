@@ -24,8 +24,11 @@ func verdictName(v uint32) string {
 
 // differential runs every packet through every hook's program, both
 // classified and linear, and checks verdicts and counters against refEval.
+// Both modes run even when the first fails: a failure in both is not the
+// classifier's.
 func differential(t *testing.T, tb *ipt.Table, packets []*pkt) {
 	t.Helper()
+	failed := t.Failed()
 	for _, linear := range []bool{false, true} {
 		l := load(t, tb, Options{Linear: linear})
 		want := make([]ipt.Counters, len(tb.Entries))
@@ -66,10 +69,10 @@ func differential(t *testing.T, tb *ipt.Table, packets []*pkt) {
 				t.Errorf("linear=%v: entry %d (%s): counters %+v, want %+v", linear, i, entryDesc(tb, i), got[i], want[i])
 			}
 		}
-		if t.Failed() {
+		if t.Failed() && !failed {
 			t.Logf("stats %+v", l.spec.Stats)
-			return
 		}
+		failed = t.Failed()
 	}
 }
 

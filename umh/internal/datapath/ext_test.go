@@ -3,6 +3,7 @@ package datapath
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -212,5 +213,49 @@ func TestHotdropCost(t *testing.T) {
 	t.Logf("hotdrop: 1 rule %v, 10000 rules %v", one, many)
 	if many > 5*one+200*time.Nanosecond {
 		t.Errorf("hotdrop at 10000 rules costs %v, at 1 rule %v: a walk that grows with the rules", many, one)
+	}
+}
+
+// TestConntrackPorts: conntrack's ports (--ctorigdstport) in each
+// revision, ahead of a kernel match, as TestRandomTables' seed 23 came
+// down to: ipt.Conntrack holds port numbers, which revisions 1 and 2
+// compare with the tuple's network-order port, revision 3 in host order.
+// An entry whose port compare is wrong lets the search go on to the
+// kernel match of the next one, which ip_tables never runs.
+func TestConntrackPorts(t *testing.T) {
+	needBPF(t)
+	be16 := func(p uint16) uint16 { return p>>8 | p<<8 } // a __be16 read as a u16
+	for rev := uint8(1); rev <= 3; rev++ {
+		ct := ctMatch(rev, ipt.CTMatchOrigDstPrt, 0, 0)
+		ct.OrigDstPort, ct.OrigDstPortHigh = 80, 80
+		tb := buildTable(t, map[string]int32{"INPUT": drp}, chain("INPUT",
+			rule().m(ct).j("ACCEPT"),
+			rule().m(kmatch(0xFF)).j("DROP"),
+		))
+		for _, linear := range []bool{false, true} {
+			l := load(t, tb, Options{Linear: linear})
+			for _, c := range []struct {
+				dport   uint16 // the tuple's original destination port
+				verdict uint32
+				trace   []int
+			}{
+				{80, NFAccept, nil},
+				{81, NFDrop, []int{1}},
+				{be16(80), NFDrop, []int{1}}, // 20480: 80's bytes swapped
+			} {
+				p := lastPacket()
+				p.ct = &ctInfo{present: 1, proto: uint32(ipt.ProtoTCP), port: [4]uint16{be16(40000), be16(c.dport), be16(80), be16(40000)}}
+				v := hookView(Input(), *p)
+				var got, want []int
+				exp := refEvalTrace(tb, ipt.HookLocalIn, &v, make([]ipt.Counters, len(tb.Entries)), &want)
+				if exp != c.verdict || !slices.Equal(want, c.trace) {
+					t.Fatalf("revision %d, port %d: reference %s, callouts %v; want %s, %v", rev, c.dport, verdictName(exp), want, verdictName(c.verdict), c.trace)
+				}
+				if ret := l.runTrace(t, Input(), &v, &got); ret != c.verdict || !slices.Equal(got, c.trace) {
+					t.Errorf("revision %d, linear=%v, port %d: %s, callouts %v; want %s, callouts %v", rev, linear, c.dport,
+						verdictName(ret), got, verdictName(c.verdict), c.trace)
+				}
+			}
+		}
 	}
 }

@@ -100,6 +100,15 @@ func randRule(r *rand.Rand, targets []string, builtin bool) ipt.RuleSpec {
 	if r.IntN(10) == 0 {
 		x.m(&ipt.Comment{Text: "c"})
 	}
+	if r.IntN(8) == 0 {
+		x.m(randCTMatch(r))
+	}
+	if r.IntN(10) == 0 {
+		x.m(kmatch(byte(1 << r.IntN(8))))
+	}
+	if r.IntN(25) == 0 {
+		return x.klog()
+	}
 	switch k := r.IntN(20); {
 	case k < 5:
 		return x.j("ACCEPT")
@@ -210,6 +219,10 @@ func TestRandomTables(t *testing.T) {
 		n = 15
 	}
 	packets := append(corpus(2, 250), specials()...)
+	cr := rand.New(rand.NewPCG(3, 3))
+	for _, p := range packets {
+		p.ct = randCT(cr, p)
+	}
 	for seed := 0; seed < n; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(seed), 7))

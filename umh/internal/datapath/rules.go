@@ -177,7 +177,15 @@ func encodeMatch(r *record, m *ipt.Match) error {
 		for i, a := range [4][16]byte{x.OrigSrcMask, x.OrigDstMask, x.ReplSrcMask, x.ReplDstMask} {
 			c.Mask[i] = le.Uint32(a[:4])
 		}
+		// ipt.Conntrack has port numbers; ct_port compares revisions 1
+		// and 2 with the tuple's __be16 as it is (layout.h: network
+		// order), revision 3 in host order.
 		c.Port = [4]uint16{x.OrigSrcPort, x.OrigDstPort, x.ReplSrcPort, x.ReplDstPort}
+		if x.Revision != 3 {
+			for i, p := range c.Port {
+				c.Port[i] = le.Uint16(binary.BigEndian.AppendUint16(nil, p))
+			}
+		}
 		c.PortHigh = [4]uint16{x.OrigSrcPortHigh, x.OrigDstPortHigh, x.ReplSrcPortHigh, x.ReplDstPortHigh}
 		setMatch(r, c)
 	case *ipt.State:
