@@ -410,7 +410,8 @@ type flow struct {
 // flow: one UDP socket in src, connected to the receiver, counted under
 // the path's chain.
 type flowSpec struct {
-	key string // of the counts in the lane's sent and recvd maps; the chain if empty
+	key  string // of the counts in the lane's sent and recvd maps; the chain if empty
+	port int    // the receiver's; flowPort if 0
 	// sender, if set, makes the flow's sender in pl's src; rc is the
 	// receiver's socket, before the receiver starts.
 	sender func(t *testing.T, pl *ppsLane, p path, key string, rc *net.UDPConn) io.WriteCloser
@@ -423,7 +424,11 @@ func openFlow(t *testing.T, pl *ppsLane, p path) *flow { return openFlowSpec(t, 
 // openFlowSpec is openFlow with a sender of spec.
 func openFlowSpec(t *testing.T, pl *ppsLane, p path, spec flowSpec) *flow {
 	t.Helper()
-	to := net.JoinHostPort(p.dst, strconv.Itoa(flowPort))
+	port := spec.port
+	if port == 0 {
+		port = flowPort
+	}
+	to := net.JoinHostPort(p.dst, strconv.Itoa(port))
 	f := &flow{pl: pl, p: p, key: spec.key, tag: newTag()}
 	if f.key == "" {
 		f.key = p.chain
