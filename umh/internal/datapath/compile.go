@@ -234,6 +234,19 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 				hc.Verdict = NFDrop
 			}
 		}
+		// A hook that starts with a conntrack or state match alone and
+		// a verdict (-m conntrack --ctstate ESTABLISHED,RELATED -j
+		// ACCEPT): the program tries that entry first.
+		if a := actions[start.Index]; prog == hookProgs[h.Hook][0] && ctAlone(start) &&
+			(a == actAccept || a == actDrop || a == actQueue) {
+			hc.CtFirst, hc.Verdict = 1, targets[start.Index]
+			switch a {
+			case actAccept:
+				hc.Verdict = NFAccept
+			case actDrop:
+				hc.Verdict = NFDrop
+			}
+		}
 		cfg.Hooks[h.Hook] = hc
 		ps := spec.Programs[prog].Copy()
 		ps.Name = ProgramName(h.Hook)
@@ -250,6 +263,25 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 		st.MaxBucket = max(st.MaxBucket, c)
 	}
 	return &Spec{Collection: spec, Hooks: hooks, Stats: st, Exts: exts, Conntrack: ct, fills: fills}, nil
+}
+
+// ctAlone: e's only condition is one conntrack or state match (comments
+// aside), which the program evaluates from the ctx alone.
+func ctAlone(e *ipt.Entry) bool {
+	if e.IP != (ipt.IP{}) {
+		return false
+	}
+	n := 0
+	for _, m := range e.Matches {
+		switch m.Info.(type) {
+		case *ipt.Comment:
+		case *ipt.Conntrack, *ipt.State:
+			n++
+		default:
+			return false
+		}
+	}
+	return n == 1
 }
 
 // unconditional: e matches every packet (ip_tables' unconditional(): an

@@ -93,6 +93,7 @@ type datapathConfig struct {
 		In      uint32
 		Out     uint32
 		Verdict uint32
+		CtFirst uint32
 	}
 }
 
@@ -144,6 +145,7 @@ type datapathHookCfg struct {
 	In      uint32
 	Out     uint32
 	Verdict uint32
+	CtFirst uint32
 }
 
 type datapathIcmpMatch struct {

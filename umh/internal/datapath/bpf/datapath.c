@@ -863,6 +863,42 @@ static __always_inline int init(struct __sk_buff *skb, struct traversal *st, con
 	return 1;
 }
 
+/*
+ * A hook whose first entry is a conntrack or state match alone with a
+ * verdict (cfg ct_first): if the match matches, the packet is counted
+ * and decided as the walk would decide it, without reading more than
+ * the IP header. Returns the verdict, or -1 for the walk (the entry
+ * fails there again).
+ */
+static __always_inline int ct_first(struct __sk_buff *skb, const __u32 hook)
+{
+	__u8 iph[20] __attribute__((aligned(8)));
+	__u32 ihl, tot, e = cfg.hooks[hook].start;
+	const struct record *r;
+	struct counter *cnt;
+	int ev;
+
+	r = bpf_map_lookup_elem(&rules, &e);
+	if (!r)
+		return -1;
+	if (r->kind == KIND_CONNTRACK)
+		ev = conntrack_eval(&r->m.conntrack);
+	else if (r->kind == KIND_STATE)
+		ev = state_eval(&r->m.state);
+	else
+		return -1;
+	if (ev != EV_OK)
+		return -1;
+	if (!ip_header(skb, iph, &ihl, &tot))
+		return BPFILTER_VERDICT_ACCEPT;
+	cnt = bpf_map_lookup_elem(&counters, &e);
+	if (cnt) {
+		cnt->packets++;
+		cnt->bytes += tot;
+	}
+	return cfg.hooks[hook].verdict;
+}
+
 static __always_inline int run(struct __sk_buff *skb, const __u32 hook)
 {
 	__u32 zero = 0;
@@ -880,6 +916,12 @@ static __always_inline int run(struct __sk_buff *skb, const __u32 hook)
 				return st->verdict;
 			goto loop;
 		}
+	}
+	if (cfg.hooks[hook].ct_first) {
+		int v = ct_first(skb, hook);
+
+		if (v >= 0)
+			return v;
 	}
 	if (!init(skb, st, hook))
 		return BPFILTER_VERDICT_ACCEPT;

@@ -236,7 +236,11 @@ struct hook_cfg {
 	__u32 start;		/* the hook's first entry */
 	__u32 under;		/* its underflow */
 	__u32 in, out;		/* the hook has an input / output interface */
-	__u32 verdict;		/* first_*: the verdict of entry start */
+	__u32 verdict;		/* first_*, ct_first: the verdict of entry start */
+	/* Entry start is a conntrack or state match alone (no ipt_ip
+	 * condition) with a verdict, e.g. ESTABLISHED,RELATED -j ACCEPT:
+	 * the program tries it before reading the packet. */
+	__u32 ct_first;
 };
 
 /* The program's constants, in .rodata (cfg). */
