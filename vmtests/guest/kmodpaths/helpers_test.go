@@ -180,6 +180,31 @@ func inSockopt(pid, nr, opt int) bool {
 	return false
 }
 
+// stillInSockopt tells whether pid is still in the sockopt call nr, opt,
+// which it was in: /proc shows a thread that is running ("running"), not
+// which call it runs, so while one is, it looks again for up to a second.
+// A caller copying a big request into the umh's pipe runs in the call
+// whenever the umh has read some of it.
+func stillInSockopt(pid, nr, opt int) bool {
+	deadline := time.Now().Add(time.Second)
+	for {
+		if inSockopt(pid, nr, opt) {
+			return true
+		}
+		running := false
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
+		for _, task := range tasks {
+			if b, err := os.ReadFile(task); err == nil && strings.HasPrefix(string(b), "running") {
+				running = true
+			}
+		}
+		if !running || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
 // waitIn waits until cond holds, looking every millisecond, and fails t
 // with what /proc/PID/syscall shows if it does not within timeout.
 func waitIn(t *testing.T, pid int, what string, timeout time.Duration, cond func() bool) {

@@ -204,7 +204,7 @@ func killMidReplace(t *testing.T, umh int, input string, woken bool, bigOut stri
 	if woken {
 		cont()
 	}
-	if !inSockopt(a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace) {
+	if !stillInSockopt(a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace) {
 		t.Fatalf("iptables-legacy-restore got its answer within %v, before the kill", time.Since(inCall))
 	}
 	// B waits uninterruptibly for the module's lock, A for the umh:
