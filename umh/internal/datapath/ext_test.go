@@ -3,7 +3,9 @@ package datapath
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,6 +258,32 @@ func TestConntrackPorts(t *testing.T) {
 						verdictName(ret), got, verdictName(c.verdict), c.trace)
 				}
 			}
+		}
+	}
+}
+
+// TestLoadHoldsNoMapping: after Close, the process maps no BPF map (a
+// loaded ebpf.Variable would mmap .rodata, and the mapping would keep the
+// map in the kernel until the garbage collector unmapped it).
+func TestLoadHoldsNoMapping(t *testing.T) {
+	needBPF(t)
+	tb := buildTable(t, nil, chain("INPUT", rule().j("DROP")), chain("FORWARD", rule().m(dport(80)).proto(ipt.ProtoTCP, false).j("ACCEPT")))
+	spec, err := Compile(tb, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := spec.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs.Close()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "bpf-map") {
+			t.Errorf("a BPF map is still mapped after Close: %s", l)
 		}
 	}
 }

@@ -3,7 +3,9 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"unsafe"
 
 	"github.com/bpfilter/bpfilter/umh/internal/ipt"
@@ -34,7 +36,11 @@ func (s *Spec) Load(opts *ebpf.CollectionOptions) (*Objects, error) {
 	if opts == nil {
 		opts = &ebpf.CollectionOptions{}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(s.Collection, *opts)
+	cs, err := bakeVariables(s.Collection)
+	if err != nil {
+		return nil, err
+	}
+	coll, err := ebpf.NewCollectionWithOptions(cs, *opts)
 	if err != nil {
 		// A *ebpf.VerifierError in the chain has the verifier's log
 		// (print it with %+v).
@@ -196,4 +202,31 @@ func ReadCounters(m *ebpf.Map, n int) ([]ipt.Counters, error) {
 		}
 	}
 	return out, nil
+}
+
+// bakeVariables is spec with its variables' values written into their
+// sections' contents, and no Variables: a loaded Variable mmaps its map,
+// which the mapping then keeps in the kernel until the garbage collector
+// unmaps it, long after the module dropped the programs (the umh must
+// hold nothing of a table it handed over).
+func bakeVariables(spec *ebpf.CollectionSpec) (*ebpf.CollectionSpec, error) {
+	cs := *spec
+	cs.Maps = maps.Clone(spec.Maps)
+	for _, v := range spec.Variables {
+		ms := cs.Maps[v.SectionName]
+		if ms == nil || len(ms.Contents) != 1 {
+			return nil, fmt.Errorf("datapath: variable %s: section %s has no single value", v.Name, v.SectionName)
+		}
+		data, ok := ms.Contents[0].Value.([]byte)
+		if !ok || int(v.Offset)+len(v.Value) > len(data) {
+			return nil, fmt.Errorf("datapath: variable %s: does not fit section %s", v.Name, v.SectionName)
+		}
+		data = slices.Clone(data)
+		copy(data[v.Offset:], v.Value)
+		ms = ms.Copy()
+		ms.Contents = []ebpf.MapKV{{Key: ms.Contents[0].Key, Value: data}}
+		cs.Maps[v.SectionName] = ms
+	}
+	cs.Variables = nil
+	return &cs, nil
 }
