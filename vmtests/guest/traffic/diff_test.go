@@ -350,47 +350,71 @@ func observe(t *testing.T, c dcase, modules []string) observation {
 	if after != nil {
 		o.fates = append(o.fates, after()...)
 	}
-	run := func(name string, args ...string) string {
-		out, err := gt.Run(name, args...)
-		if err != nil {
-			out = fmt.Sprintf("%v: %s", err, out)
-		}
-		return out
-	}
-	o.list = run("iptables-legacy", "-t", "filter", "-L", "-v", "-x", "-n")
-	o.save = commentRe.ReplaceAllString(run("iptables-legacy-save", "-c", "-t", "filter"), "")
+	o.list, o.save = filterListings()
 	for _, tb := range others {
-		o.other += run("iptables-legacy", "-t", tb, "-L", "-v", "-x", "-n")
+		o.other += runOut("iptables-legacy", "-t", tb, "-L", "-v", "-x", "-n")
 	}
 	return o
+}
+
+// runOut is a command's output, or its error and output.
+func runOut(name string, args ...string) string {
+	out, err := gt.Run(name, args...)
+	if err != nil {
+		out = fmt.Sprintf("%v: %s", err, out)
+	}
+	return out
+}
+
+// filterListings are what the backends must print alike for the filter
+// table: -L -v -x -n, and -save -c without the save's comment lines.
+func filterListings() (list, save string) {
+	list = runOut("iptables-legacy", "-t", "filter", "-L", "-v", "-x", "-n")
+	save = commentRe.ReplaceAllString(runOut("iptables-legacy-save", "-c", "-t", "filter"), "")
+	return list, save
+}
+
+// bothBackends runs the cases under ip_tables, then under bpfilter (each
+// backend set up by use, each case observed by observe), ends with
+// ip_tables answering (bpfilter gone, with whatever it held) after
+// cleanup, then compares each case's two observations in a subtest named
+// after it.
+func bothBackends[C, O any](t *testing.T, cases []C, name func(C) string,
+	use func(*testing.T, gt.Backend), observe func(*testing.T, C) O,
+	cleanup func(*testing.T), compare func(*testing.T, C, O, O)) {
+	t.Helper()
+	got := map[gt.Backend][]O{}
+	for _, b := range backends {
+		start := time.Now()
+		t.Run(b.String(), func(t *testing.T) {
+			use(t, b)
+			for _, c := range cases {
+				got[b] = append(got[b], observe(t, c))
+			}
+			gt.Ensure(t, b)
+		})
+		t.Logf("%s: %d cases in %v", b, len(cases), time.Since(start).Round(time.Millisecond))
+	}
+	cleanup(t)
+	gt.Use(t, gt.IPTables)
+	for i, c := range cases {
+		t.Run(strings.ReplaceAll(name(c), " ", "_"), func(t *testing.T) {
+			if i >= len(got[gt.IPTables]) || i >= len(got[gt.Bpfilter]) {
+				t.Fatal("a backend did not run this case")
+			}
+			compare(t, c, got[gt.IPTables][i], got[gt.Bpfilter][i])
+		})
+	}
 }
 
 // differential runs cases under ip_tables, then under bpfilter, with
 // modules loaded under both, and compares them.
 func differential(t *testing.T, modules []string, cases []dcase) {
 	t.Helper()
-	got := map[gt.Backend][]observation{}
-	for _, b := range backends {
-		start := time.Now()
-		t.Run(b.String(), func(t *testing.T) {
-			useWith(t, b, modules)
-			for _, c := range cases {
-				got[b] = append(got[b], observe(t, c, modules))
-			}
-			gt.Ensure(t, b)
-		})
-		t.Logf("%s: %d cases in %v", b, len(cases), time.Since(start).Round(time.Millisecond))
-	}
-	unloadExtras(t)
-	gt.Use(t, gt.IPTables) // bpfilter goes, with whatever it holds
-	for i, c := range cases {
-		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
-			if i >= len(got[gt.IPTables]) || i >= len(got[gt.Bpfilter]) {
-				t.Fatal("a backend did not run this case")
-			}
-			compareCase(t, c, got[gt.IPTables][i], got[gt.Bpfilter][i])
-		})
-	}
+	bothBackends(t, cases, func(c dcase) string { return c.name },
+		func(t *testing.T, b gt.Backend) { useWith(t, b, modules) },
+		func(t *testing.T, c dcase) observation { return observe(t, c, modules) },
+		unloadExtras, compareCase)
 }
 
 func compareCase(t *testing.T, c dcase, want, got observation) {

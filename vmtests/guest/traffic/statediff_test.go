@@ -123,17 +123,9 @@ func observeStateful(t *testing.T, c scase, withNat bool) sobservation {
 	for _, s := range c.steps {
 		o.lines = append(o.lines, s.name+": "+s.run(t))
 	}
-	run := func(name string, args ...string) string {
-		out, err := gt.Run(name, args...)
-		if err != nil {
-			out = fmt.Sprintf("%v: %s", err, out)
-		}
-		return out
-	}
-	o.list = run("iptables-legacy", "-t", "filter", "-L", "-v", "-x", "-n")
-	o.save = commentRe.ReplaceAllString(run("iptables-legacy-save", "-c", "-t", "filter"), "")
+	o.list, o.save = filterListings()
 	if withNat {
-		o.other = run("iptables-legacy", "-t", "nat", "-L", "-v", "-x", "-n")
+		o.other = runOut("iptables-legacy", "-t", "nat", "-L", "-v", "-x", "-n")
 	}
 	return o
 }
@@ -143,29 +135,14 @@ func observeStateful(t *testing.T, c scase, withNat bool) sobservation {
 func stateful(t *testing.T, modules []string, cases []scase) {
 	t.Helper()
 	withNat := slices.Contains(modules, "iptable_nat")
-	got := map[gt.Backend][]sobservation{}
-	for _, b := range backends {
-		start := time.Now()
-		t.Run(b.String(), func(t *testing.T) {
+	bothBackends(t, cases, func(c scase) string { return c.name },
+		func(t *testing.T, b gt.Backend) {
 			resetStateful(t)
 			useWith(t, b, append(append([]string{}, statefulModules...), modules...))
 			t.Cleanup(func() { resetStateful(t) })
-			for _, c := range cases {
-				got[b] = append(got[b], observeStateful(t, c, withNat))
-			}
-			gt.Ensure(t, b)
-		})
-		t.Logf("%s: %d cases in %v", b, len(cases), time.Since(start).Round(time.Millisecond))
-	}
-	gt.Use(t, gt.IPTables)
-	for i, c := range cases {
-		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
-			if i >= len(got[gt.IPTables]) || i >= len(got[gt.Bpfilter]) {
-				t.Fatal("a backend did not run this case")
-			}
-			compareStateful(t, c, got[gt.IPTables][i], got[gt.Bpfilter][i])
-		})
-	}
+		},
+		func(t *testing.T, c scase) sobservation { return observeStateful(t, c, withNat) },
+		func(*testing.T) {}, compareStateful)
 }
 
 func compareStateful(t *testing.T, c scase, want, got sobservation) {
