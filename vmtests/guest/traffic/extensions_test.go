@@ -137,3 +137,45 @@ func TestMatches(t *testing.T) {
 			"OUTPUT 1": "1 92", "OUTPUT 2": "0 0", "OUTPUT 3": "1 92",
 		}}})
 }
+
+// TestRecent: recent's options one by one on crafted datagrams from the
+// client: --set (by source), --rcheck with --seconds and --hitcount,
+// --remove, --set and --update by destination under --mask, --update
+// with --reap and --rttl (the same TTL matches, another does not). Each
+// rule counts what ip_tables counts, and /proc/net/xt_recent shows the
+// same entries.
+func TestRecent(t *testing.T) {
+	r := setupRouted(t)
+	// The DUT answers each accepted datagram (no listener) with a port
+	// unreachable, which OUTPUT counts: under both backends alike.
+	noICMPRateLimit(t, r.dut, r.client, r.server)
+	send := func(name string, dport uint16, ttl uint8) sstep {
+		return sendStep(name, func() error { return sendRaw(r.client, craftedUDP(0x100+dport, 0, ttl, dport, 20)) })
+	}
+	stateful(t, nil, []scase{{name: "recent options",
+		rules: `
+-A INPUT -p udp --dport 9500 -m recent --name bpfr1 --set --rsource -j ACCEPT
+-A INPUT -p udp --dport 9501 -m recent --name bpfr1 --rcheck --seconds 60 --hitcount 2 --rsource -j DROP
+-A INPUT -p udp --dport 9501 -j ACCEPT
+-A INPUT -p udp --dport 9502 -m recent --name bpfr1 --remove -j ACCEPT
+-A INPUT -p udp --dport 9503 -m recent --name bpfr2 --set --rdest --mask 255.255.255.0 -j ACCEPT
+-A INPUT -p udp --dport 9504 -m recent --name bpfr2 --update --rdest --mask 255.255.255.0 --seconds 60 --reap --rttl -j DROP
+-A INPUT -p udp --dport 9504 -j ACCEPT`,
+		steps: []sstep{
+			send("set, twice", 9500, 64),
+			send("set, twice (2)", 9500, 64),
+			send("rcheck: 2 hits", 9501, 64),
+			recentStep("bpfr1"),
+			send("remove", 9502, 64),
+			send("rcheck after the remove", 9501, 64),
+			recentStep("bpfr1"),
+			send("set by masked destination", 9503, 64),
+			send("update, same TTL", 9504, 64),
+			send("update, another TTL", 9504, 10),
+			recentStep("bpfr2"),
+		},
+		counters: map[string]string{
+			"INPUT 1": "2 96", "INPUT 2": "1 48", "INPUT 3": "1 48", "INPUT 4": "1 48",
+			"INPUT 5": "1 48", "INPUT 6": "1 48", "INPUT 7": "1 48",
+		}}})
+}
