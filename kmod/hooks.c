@@ -34,6 +34,8 @@
 struct bpfilter_held_progs {
 	struct bpf_prog *prog[BPFILTER_NUM_HOOKS];
 	bool reads_ctx[BPFILTER_NUM_HOOKS];	/* ctx is in its used maps */
+	bool fill_ctx;			/* ... and they read it (msgfmt.h) */
+	bool fill_names;		/* ... its in and out names too */
 	struct bpf_map *ctx;
 	struct bpfilter_exts *exts;	/* what the programs call out to */
 	u64 gen;
@@ -146,13 +148,15 @@ static unsigned int bpfilter_hook(void *priv, struct sk_buff *skb,
 
 	/* As ipt_do_table: per-CPU state (ctx, counters) with BHs off. */
 	local_bh_disable();
-	ctx = held->reads_ctx[i] ?
+	ctx = held->reads_ctx[i] && held->fill_ctx ?
 	      held->ctx->ops->map_lookup_elem(held->ctx, &zero) : NULL;
 	if (ctx) {
 		ctx->hook = state->hook;
 		ctx->flags = 0;
-		fill_dev(state->in, &ctx->in_ifindex, ctx->in);
-		fill_dev(state->out, &ctx->out_ifindex, ctx->out);
+		if (held->fill_names) {
+			fill_dev(state->in, &ctx->in_ifindex, ctx->in);
+			fill_dev(state->out, &ctx->out_ifindex, ctx->out);
+		}
 		if (bpfilter_exts_conntrack(held->exts))
 			bpfilter_fill_ct(ctx, skb);
 	}
@@ -362,7 +366,7 @@ static struct bpfilter_held_progs *get_held(const struct bpfilter_progs *p,
 	struct bpf_map *map;
 	int i, err = -EINVAL;
 
-	if (p->flags & ~BPFILTER_PROGS_CONNTRACK)
+	if (p->flags & ~(BPFILTER_PROGS_CONNTRACK | BPFILTER_PROGS_IFNAMES))
 		return ERR_PTR(-EINVAL);
 	held = kzalloc(sizeof(*held), GFP_KERNEL_ACCOUNT);
 	if (!held)
@@ -394,6 +398,9 @@ static struct bpfilter_held_progs *get_held(const struct bpfilter_progs *p,
 		held->exts = NULL;
 		goto fail;
 	}
+	held->fill_names = p->flags & BPFILTER_PROGS_IFNAMES;
+	held->fill_ctx = held->fill_names || p->num_ext ||
+			 p->flags & BPFILTER_PROGS_CONNTRACK;
 	return held;
 fail:
 	for (i = 0; i < BPFILTER_NUM_HOOKS; i++) {

@@ -106,11 +106,15 @@ struct mbox_segment {
  * BPFILTER_PROGS_CONNTRACK: the programs read conntrack (progctx.h's ct_*
  * fields): the module holds nf_ct_netns_get(net, NFPROTO_IPV4) for as long
  * as they run, as xt_conntrack's checkentry does.
+ * BPFILTER_PROGS_IFNAMES: the programs compare interface names (in, out).
+ * Without either and without extensions the programs read no ctx, and the
+ * module does not fill it.
  *
  * Errors: -ESRCH, no such namespace (gone); -EINVAL, a wrong fd, type,
  * size or record; -ENOMEM; a check's errno.
  */
 #define BPFILTER_PROGS_CONNTRACK	0x1
+#define BPFILTER_PROGS_IFNAMES		0x2
 #define BPFILTER_PROGS_MAX_SIZE		(64 << 20)	/* bytes, records included */
 
 struct bpfilter_progs {

@@ -104,7 +104,10 @@ type Spec struct {
 	// Conntrack: some program reads conntrack (conntrack, state), from
 	// the ct_* fields of the ctx, which the module must then fill.
 	Conntrack bool
-	fills     map[string]mapFill
+	// IfNames: some program compares interface names, from the in and
+	// out fields of the ctx, which the module must then fill.
+	IfNames bool
+	fills   map[string]mapFill
 }
 
 var (
@@ -262,7 +265,8 @@ func Compile(t *ipt.Table, opts Options) (*Spec, error) {
 	for _, c := range cl.bucketN {
 		st.MaxBucket = max(st.MaxBucket, c)
 	}
-	return &Spec{Collection: spec, Hooks: hooks, Stats: st, Exts: exts, Conntrack: ct, fills: fills}, nil
+	return &Spec{Collection: spec, Hooks: hooks, Stats: st, Exts: exts, Conntrack: ct,
+		IfNames: cfg.NeedIn|cfg.NeedOut != 0, fills: fills}, nil
 }
 
 // ctAlone: e's only condition is one conntrack or state match (comments

@@ -148,7 +148,7 @@ func progsOf(objs *datapath.Objects) (p [kmodctl.NumHooks]*ebpf.Program) {
 // kernel extensions they call out to, each with its rule's ipt_ip and
 // hooks as ip_tables' checkentry sees them, and conntrack.
 func kernelSet(spec *datapath.Spec) kmodctl.Set {
-	set := kmodctl.Set{Conntrack: spec.Conntrack, Exts: make([]kmodctl.Ext, len(spec.Exts))}
+	set := kmodctl.Set{Conntrack: spec.Conntrack, IfNames: spec.IfNames, Exts: make([]kmodctl.Ext, len(spec.Exts))}
 	for i, x := range spec.Exts {
 		set.Exts[i] = kmodctl.Ext{
 			Name:     x.Ext.Name,

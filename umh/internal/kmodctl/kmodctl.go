@@ -39,6 +39,9 @@ const (
 	// ProgsConntrack is BPFILTER_PROGS_CONNTRACK: the programs read
 	// conntrack, which the module switches on in the namespace.
 	ProgsConntrack = 0x1
+	// ProgsIfNames is BPFILTER_PROGS_IFNAMES: the programs compare
+	// interface names, which the module then fills in.
+	ProgsIfNames = 0x2
 	// MaxProgsSize is BPFILTER_PROGS_MAX_SIZE: a SET_PROGS, records
 	// included, is at most this many bytes.
 	MaxProgsSize = 64 << 20
@@ -75,6 +78,7 @@ type Ext struct {
 // Set is what a SetProgs hands over besides the programs and the ctx.
 type Set struct {
 	Conntrack bool  // the programs read conntrack (ProgsConntrack)
+	IfNames   bool  // the programs compare interface names (ProgsIfNames)
 	Exts      []Ext // by callout index
 }
 
@@ -128,6 +132,9 @@ func (c *Conn) SetProgs(netns, gen uint64, progs [NumHooks]*ebpf.Program, ctx *e
 		NumExt: uint32(len(set.Exts))}
 	if set.Conntrack {
 		p.Flags |= ProgsConntrack
+	}
+	if set.IfNames {
+		p.Flags |= ProgsIfNames
 	}
 	for i, prog := range progs {
 		if prog != nil {

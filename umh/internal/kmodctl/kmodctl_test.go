@@ -33,6 +33,7 @@ func TestPinnedToC(t *testing.T) {
 		"offsetof(struct bpfilter_progs, flags)":   32,
 		"offsetof(struct bpfilter_progs, num_ext)": 36,
 		"BPFILTER_PROGS_CONNTRACK":                 ProgsConntrack,
+		"BPFILTER_PROGS_IFNAMES":                   ProgsIfNames,
 		"BPFILTER_PROGS_MAX_SIZE":                  MaxProgsSize,
 		"BPFILTER_EXT_TARGET":                      ExtTarget,
 		"sizeof(struct bpfilter_ext)":              ExtSize,
