@@ -23,7 +23,12 @@ GO ?= go
 # A debug flavour's module, umh and logs live apart from the plain ones.
 BUILD := $(CURDIR)/build$(if $(filter-out 0,$(KCONFIG_DEBUG)),/$(KCONFIG_DEBUG))
 GOFLAGS_BUILD := -trimpath -ldflags='-s -w'
-UMH_SRC := $(shell find umh -name '*.go' -o -name '*.o') go.mod go.sum
+# The BPF datapath's object, built from its C by bpf2go (make generate):
+# the umh embeds it. Its Go side (datapath_bpfel.go) is committed.
+DATAPATH_OBJ := umh/internal/datapath/datapath_bpfel.o
+DATAPATH_SRC := $(wildcard umh/internal/datapath/bpf/*.c umh/internal/datapath/bpf/*.h) \
+	kmod/progctx.h umh/internal/datapath/gen.go
+UMH_SRC := $(shell find umh -name '*.go') $(DATAPATH_OBJ) go.mod go.sum
 KMOD_SRC := Kbuild $(wildcard kmod/*.c kmod/*.h)
 
 ifeq ($(KDIR),)
@@ -139,7 +144,7 @@ compat-check: $(BUILD)/bpfilter_umh
 # end the run with "context deadline exceeded" although nothing failed.
 FUZZTIME ?= 20s
 FUZZ = $(GO) test -run='^$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s
-fuzz:
+fuzz: $(DATAPATH_OBJ)
 	$(FUZZ) -fuzz=FuzzDecode ./umh/internal/ipt/
 	$(FUZZ) -fuzz=FuzzTranslate ./umh/internal/ipt/
 	$(FUZZ) -fuzz=FuzzSockopt ./umh/internal/table/
@@ -149,14 +154,17 @@ checkpatch: $(KERNEL_TARGET)
 	@perl $(CHECKPATCH) --ignore LINUX_VERSION_CODE,CONSTANT_COMPARISON -f kmod/compat.h
 	@echo "  CHECK   kmod/: checkpatch clean"
 
-# The BPF datapath's bpf2go output (committed: a plain build needs no
-# clang), from umh/internal/datapath/bpf/.
-generate:
+# bpf2go (Debian's clang) turns umh/internal/datapath/bpf/ into the object
+# and its Go types; make generate redoes it whatever the times say.
+$(DATAPATH_OBJ): $(DATAPATH_SRC)
 	@tools/deps.sh bpf
 	cd umh/internal/datapath && $(GO) generate ./
 
-unit:
-	@tools/deps.sh bpf
+generate:
+	@rm -f $(DATAPATH_OBJ)
+	@$(MAKE) --no-print-directory $(DATAPATH_OBJ)
+
+unit: $(DATAPATH_OBJ)
 	@test -z "$$(gofmt -l umh vmtests tools)" || { gofmt -l umh vmtests tools; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags vmguest ./...
@@ -179,4 +187,4 @@ install: module
 KBUILD_OUTPUTS := bpfilter.ko bpfilter.mod bpfilter.mod.c bpfilter.mod.o bpfilter.o \
 	Module.symvers modules.order .*.cmd kmod/*.o kmod/.*.cmd .tmp_versions
 clean:
-	rm -rf $(CURDIR)/build $(KBUILD_OUTPUTS)
+	rm -rf $(CURDIR)/build $(KBUILD_OUTPUTS) $(DATAPATH_OBJ)

@@ -1,8 +1,9 @@
 // Package datapath compiles an iptables table (package ipt) into the maps
 // of a BPF program written in restricted C (bpf/datapath.c, with every
 // layout shared with Go in bpf/layout.h), compiled at build time by
-// cilium/ebpf's bpf2go with Debian's clang (make generate; the output is
-// committed, and TestGenerated checks it is what the sources give).
+// cilium/ebpf's bpf2go with Debian's clang: make builds the object (a
+// build output) and the Go types (committed); TestGenerated checks that
+// both are what the sources give.
 //
 // # Programs
 //

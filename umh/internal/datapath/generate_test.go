@@ -13,8 +13,9 @@ import (
 )
 
 // TestGenerated runs this package's go:generate line (bpf2go and clang)
-// into a temporary directory and compares its output with the committed
-// files byte for byte: the committed object is what the C sources give.
+// into a temporary directory and compares its output with the files here
+// byte for byte: the committed Go types, and the object make built, are
+// what the C sources give.
 // It fails, not skips, without clang: `make unit` installs it
 // (tools/deps.sh bpf).
 func TestGenerated(t *testing.T) {
