@@ -65,3 +65,22 @@ func Eval(t testing.TB, includes []string, exprs []Expr) map[string]int64 {
 	}
 	return m
 }
+
+// EvalAll is Eval for the C expressions that are the keys of want (their
+// values ignored), and returns the values by expression: what a test
+// compares with want.
+func EvalAll(t testing.TB, includes []string, want map[string]int64) map[string]int64 {
+	t.Helper()
+	var exprs []Expr
+	byName := map[string]string{}
+	for c := range want {
+		n := "v" + strconv.Itoa(len(exprs))
+		byName[n] = c
+		exprs = append(exprs, Expr{Name: n, C: c})
+	}
+	got := map[string]int64{}
+	for n, v := range Eval(t, includes, exprs) {
+		got[byName[n]] = v
+	}
+	return got
+}

@@ -37,19 +37,7 @@ func TestPinnedToProgctx(t *testing.T) {
 		"NF_QUEUE_NR(513)":              int64(QueueVerdict(513, false)),
 		"NF_QUEUE_NR(65535) | NF_VERDICT_FLAG_QUEUE_BYPASS": int64(QueueVerdict(65535, true)),
 	}
-	var exprs []cvalues.Expr
-	names := map[string]string{}
-	i := 0
-	for c := range want {
-		n := "v" + string(rune('a'+i/26)) + string(rune('a'+i%26))
-		i++
-		names[n] = c
-		exprs = append(exprs, cvalues.Expr{Name: n, C: c})
-	}
-	got := map[string]int64{}
-	for n, v := range cvalues.Eval(t, []string{"<linux/netfilter.h>", `"` + hdr + `"`}, exprs) {
-		got[names[n]] = v
-	}
+	got := cvalues.EvalAll(t, []string{"<linux/netfilter.h>", `"` + hdr + `"`}, want)
 	if !reflect.DeepEqual(got, want) {
 		for k := range want {
 			if got[k] != want[k] {

@@ -58,19 +58,7 @@ func TestPinnedToC(t *testing.T) {
 		unsafe.Offsetof(Progs{}.CtxFD) != 28 || unsafe.Offsetof(Held{}.CtxID) != 28 {
 		t.Fatalf("Go structs: Progs %d, Held %d bytes", unsafe.Sizeof(Progs{}), unsafe.Sizeof(Held{}))
 	}
-	var exprs []cvalues.Expr
-	names := map[string]string{}
-	i := 0
-	for c := range want {
-		n := "v" + string(rune('a'+i/26)) + string(rune('a'+i%26))
-		i++
-		names[n] = c
-		exprs = append(exprs, cvalues.Expr{Name: n, C: c})
-	}
-	got := map[string]int64{}
-	for n, v := range cvalues.Eval(t, []string{`"` + hdr + `"`}, exprs) {
-		got[names[n]] = v
-	}
+	got := cvalues.EvalAll(t, []string{`"` + hdr + `"`}, want)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("kmod/msgfmt.h and package kmodctl disagree:\nC:  %v\nGo: %v", got, want)
 	}
