@@ -159,53 +159,29 @@ func startProbe(t *testing.T) (*child, io.WriteCloser) {
 // it.
 func killMidReplace(t *testing.T, umh int, input string, woken bool, bigOut string) {
 	k := gt.NewKmsg(t)
-	b, goB := startProbe(t)
-
 	cont := func() {
 		if err := syscall.Kill(umh, syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
 	}
 	defer cont()
-	// A: the replace. Its earlier calls (GET_INFO, GET_ENTRIES) need the
-	// umh; the umh is stopped as soon as A is in its SET_REPLACE, and if
-	// it answered the replace first, the round is tried again.
-	var a *child
+	// A: the replace, B: a GET_INFO queued behind it. A's earlier calls
+	// (GET_INFO, GET_ENTRIES) need the umh; the umh is stopped as soon as
+	// A is seen in its SET_REPLACE. A thread of the umh that is in a
+	// system call stops only when it returns, so the umh may have been
+	// near the end of the replace: if A has its answer before the kill
+	// could land (before the stop, or once woken), the round is tried
+	// again.
+	var a, b *child
+	var inCall time.Time
 	for try := 1; ; try++ {
-		a = startRestore(t, input)
-		pid := a.cmd.Process.Pid
-		deadline := time.Now().Add(time.Minute)
-		for !inSockopt(pid, sysSetsockopt, gt.SetReplace) && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if err := syscall.Kill(umh, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
-		// Stopped for certain once /proc says so.
-		if !gt.Eventually(5*time.Second, func() bool { p, _ := gt.ReadProc(umh); return p.State == "T" }) {
-			t.Fatalf("the umh (pid %d) did not stop", umh)
-		}
-		if inSockopt(pid, sysSetsockopt, gt.SetReplace) {
+		if a, b, inCall = replaceWithProbe(t, umh, input, woken); a != nil {
 			break
 		}
-		cont()
-		a.cmd.Wait()
 		restore(t, smallTable)
 		if try == 10 {
-			t.Fatalf("in %d tries, the umh answered the replace before it could be stopped", try)
+			t.Fatalf("in %d tries, the umh answered the replace before the kill could land", try)
 		}
-	}
-	inCall := time.Now()
-	// B: a GET_INFO that waits behind A for the module's lock.
-	if _, err := goB.Write([]byte{1}); err != nil {
-		t.Fatal(err)
-	}
-	waitInSockopt(t, b.cmd.Process.Pid, sysGetsockopt, gt.GetInfo, time.Minute)
-	if woken {
-		cont()
-	}
-	if !stillInSockopt(a.cmd.Process.Pid, sysSetsockopt, gt.SetReplace) {
-		t.Fatalf("iptables-legacy-restore got its answer within %v, before the kill", time.Since(inCall))
 	}
 	// B waits uninterruptibly for the module's lock, A for the umh:
 	// both finish their calls, and die on their way out.
@@ -294,4 +270,55 @@ func head(s string, n int) string {
 		ls = ls[:n]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// replaceWithProbe starts A, iptables-legacy-restore of input, stops the
+// umh once A is in its SET_REPLACE, and starts B, a GET_INFO that waits
+// behind A for the module's lock; with woken, the umh is woken again. It
+// returns A, B and when A was seen in the call, or nil (both callers
+// gone) if A had its answer before that was all done.
+func replaceWithProbe(t *testing.T, umh int, input string, woken bool) (a, b *child, inCall time.Time) {
+	t.Helper()
+	cont := func() {
+		if err := syscall.Kill(umh, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, goB := startProbe(t)
+	a = startRestore(t, input)
+	pid := a.cmd.Process.Pid
+	deadline := time.Now().Add(time.Minute)
+	for !inSockopt(pid, sysSetsockopt, gt.SetReplace) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := syscall.Kill(umh, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Stopped for certain once /proc says so.
+	if !gt.Eventually(5*time.Second, func() bool { p, _ := gt.ReadProc(umh); return p.State == "T" }) {
+		t.Fatalf("the umh (pid %d) did not stop", umh)
+	}
+	inCall = time.Now()
+	gone := func(what string) (*child, *child, time.Time) {
+		t.Logf("iptables-legacy-restore had its answer %s: again", what)
+		cont()
+		goB.Close()
+		a.cmd.Wait()
+		b.cmd.Wait()
+		return nil, nil, time.Time{}
+	}
+	if !inSockopt(pid, sysSetsockopt, gt.SetReplace) {
+		return gone("before the umh stopped")
+	}
+	if _, err := goB.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	waitInSockopt(t, b.cmd.Process.Pid, sysGetsockopt, gt.GetInfo, time.Minute)
+	if woken {
+		cont()
+	}
+	if !stillInSockopt(pid, sysSetsockopt, gt.SetReplace) {
+		return gone(fmt.Sprintf("%v after it was seen in the call", time.Since(inCall).Round(time.Millisecond)))
+	}
+	return a, b, inCall
 }
