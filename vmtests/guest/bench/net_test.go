@@ -82,6 +82,7 @@ func newNS(t testing.TB) *ns {
 // lane is a DUT with its two neighbours.
 type lane struct {
 	src, dut, dst *ns
+	rawSent       uint32 // datagrams of new connections sent (rawSender)
 }
 
 // newLane builds the namespaces and veth pairs of the picture above, with
@@ -240,11 +241,15 @@ func startReceiver(c *net.UDPConn, tag uint32) *receiver {
 }
 
 // quiet waits until no datagram has come for d (at most max), and tells
-// whether that happened.
+// whether that happened. It waits d at least: datagrams sent just before
+// may not have reached the receiver yet.
 func (r *receiver) quiet(d, max time.Duration) bool {
-	deadline := time.Now().Add(max)
-	for time.Now().Before(deadline) {
+	start := time.Now()
+	for time.Since(start) < max {
 		last := time.Unix(0, r.last.Load())
+		if last.Before(start) {
+			last = start
+		}
 		if time.Since(last) >= d {
 			return true
 		}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,12 +106,13 @@ func establishedSender(t *testing.T, pl *ppsLane, p path, key string, rc *net.UD
 // from a source address and port of its own (IPPROTO_RAW: the header is
 // ours; the kernel fills in the IP checksum, length and id; UDP checksum
 // 0: none), so that each is a new connection to the DUT's conntrack: port
-// 1024 + i mod 64,512 of 10.0.0.1 + i / 64,512 for the i-th datagram. No
-// tuple comes twice in a lane and path, whatever the timeouts.
+// 1024 + i mod 64,512 of 10.0.0.1 + i / 64,512 for the lane's i-th
+// datagram (its senders count on from where the last one stopped). No
+// tuple comes twice in a lane, whatever the timeouts.
 type rawSender struct {
 	fd  int
 	pkt []byte
-	n   uint32
+	n   *uint32 // the lane's rawSent
 }
 
 const rawPorts = 65536 - 1024
@@ -120,7 +120,7 @@ const rawPorts = 65536 - 1024
 func newConnSender(t *testing.T, pl *ppsLane, p path, key string, rc *net.UDPConn) io.WriteCloser {
 	t.Helper()
 	dst := net.ParseIP(p.dst).To4()
-	s := &rawSender{pkt: make([]byte, 20+8+payloadSize)}
+	s := &rawSender{pkt: make([]byte, 20+8+payloadSize), n: &pl.l.rawSent}
 	err := pl.l.src.do(func() (err error) {
 		s.fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 		if err != nil {
@@ -145,8 +145,8 @@ func newConnSender(t *testing.T, pl *ppsLane, p path, key string, rc *net.UDPCon
 }
 
 func (s *rawSender) Write(payload []byte) (int, error) {
-	i := s.n
-	s.n++
+	i := *s.n
+	*s.n++
 	binary.BigEndian.PutUint32(s.pkt[12:], 10<<24|(1+i/rawPorts))
 	binary.BigEndian.PutUint16(s.pkt[20:], uint16(1024+i%rawPorts))
 	copy(s.pkt[28:], payload)
@@ -161,17 +161,17 @@ func (s *rawSender) Close() error { return unix.Close(s.fd) }
 // clientNet is where rawSender's sources are.
 var clientNet = &net.IPNet{IP: net.IPv4(10, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}
 
-// routeClients routes clientNet via src in pl's DUT, so that its
+// routeClients routes clientNet via src in l's DUT, so that its
 // datagrams from there pass any reverse-path filter.
-func routeClients(t *testing.T, pl *ppsLane) {
+func routeClients(t *testing.T, l *lane) {
 	t.Helper()
-	link, err := pl.l.dut.nl.LinkByName("dut-s")
+	link, err := l.dut.nl.LinkByName("dut-s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: clientNet, Gw: net.ParseIP(srcAddr)}
-	if err := pl.l.dut.nl.RouteAdd(r); err != nil {
-		t.Fatalf("%s: route %v via %s: %v", pl, clientNet, srcAddr, err)
+	if err := l.dut.nl.RouteAdd(r); err != nil {
+		t.Fatalf("route %v via %s: %v", clientNet, srcAddr, err)
 	}
 }
 
@@ -193,20 +193,20 @@ func ctCount(t *testing.T, pl *ppsLane) int64 {
 	return n
 }
 
-// ctTimeouts sets the UDP timeouts of pl's DUT (per namespace).
-func ctTimeouts(t *testing.T, pl *ppsLane) {
+// ctTimeouts sets the UDP timeouts of l's DUT (per namespace).
+func ctTimeouts(t *testing.T, l *lane) {
 	t.Helper()
 	set := func(name string, d time.Duration) error {
 		return os.WriteFile("/proc/sys/net/netfilter/"+name, []byte(strconv.Itoa(int(d.Seconds()))+"\n"), 0o644)
 	}
-	err := pl.l.dut.do(func() error {
+	err := l.dut.do(func() error {
 		if err := set("nf_conntrack_udp_timeout", udpTimeout); err != nil {
 			return err
 		}
 		return set("nf_conntrack_udp_timeout_stream", udpStreamTimeout)
 	})
 	if err != nil {
-		t.Fatalf("%s: UDP timeouts: %v", pl, err)
+		t.Fatalf("UDP timeouts: %v", err)
 	}
 }
 
@@ -234,8 +234,9 @@ const emptyMangle = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FO
 // table, bpfilter against ip_tables, in the manner of TestThroughput
 // (lanes, windows, pairs, medians): the DUT's INPUT and FORWARD chains
 // hold ctFirst, then statefulRules rules that the datagrams do not match
-// (missRules), policy ACCEPT. Three lanes: ip_tables, bpfilter, and one
-// without filter, with conntrack on in each (xt_conntrack's rule, bpfilter,
+// (missRules), policy ACCEPT. A crossover (crossover): a pair of lanes,
+// each backend's table in one and then in the other, and a lane without
+// filter, with conntrack on in each (xt_conntrack's rule, bpfilter,
 // noFilterNat), so that the lanes differ in their filter only. Two kinds
 // of traffic per path: "established", one UDP flow whose conntrack entry
 // has seen a reply before the windows (ctFirst accepts its datagrams),
@@ -268,91 +269,81 @@ func TestStateful(t *testing.T) {
 	writeSysctl(t, "/sys/module/nf_conntrack/parameters/hashsize", strconv.Itoa(ctBuckets))
 	kmsg := gt.NewKmsg(t)
 
-	table := missRulesAfter(ctFirst, statefulRules)
 	none := newPPSLane(t, 0, noFilter)
 	none.l.dut.restore(t, noFilterNat)
-	lanes := map[gt.Backend]*ppsLane{}
-	for _, be := range backends { // ip_tables first: its tables cannot be set while bpfilter is loaded
-		if be == gt.Bpfilter {
-			gt.MustRun(t, "insmod", gt.GoodKO)
-			t.Cleanup(func() { gt.Unload(t) })
-		}
-		pl := newPPSLane(t, be, statefulRules)
-		pl.l.dut.restore(t, table)
-		if be == gt.IPTables && !hasFilterName(t, pl.l.dut) {
-			t.Fatalf("%s: ip_tables has no filter table there", pl)
-		}
-		lanes[be] = pl
-	}
-	// Should a check fail, bpfilter goes before the lanes do: a
-	// namespace that bpfilter served must not be torn down while
-	// iptable_filter is loaded (its pre_exit takes bpfilter's hookless
-	// filter table for its own: a NULL dereference, seen on 6.1.192).
-	t.Cleanup(func() { gt.Unload(t) })
-	all := []*ppsLane{none, lanes[gt.IPTables], lanes[gt.Bpfilter]}
-	for _, pl := range all {
-		ctTimeouts(t, pl)
-		routeClients(t, pl)
+	pair := newCrossPair(t, statefulRules, missRulesAfter(ctFirst, statefulRules))
+	for _, l := range []*lane{none.l, pair.lanes[0], pair.lanes[1]} {
+		ctTimeouts(t, l)
+		routeClients(t, l)
 	}
 
 	type key struct {
 		path, kind string
-		lane       *ppsLane
+		be         gt.Backend
+		rules      int
 	}
 	stats := map[key]*windowStats{}
-	ratios := map[key][]float64{} // keyed by the bpfilter lane
-	progNs := map[key]float64{}   // bpfilter's program per run
-	established := map[string]map[*ppsLane]*flow{}
+	ratios := map[key]*[2][]float64{} // bpfilter's over ip_tables', per placement
+	progNs := map[key][]float64{}     // bpfilter's program per run, per placement
 	for _, p := range paths {
 		for _, kind := range ctKinds {
-			flows := map[*ppsLane]*flow{}
-			for _, pl := range all {
-				flows[pl] = openFlowSpec(t, pl, p, kind.spec(p))
-				stats[key{p.name, kind.name, pl}] = &windowStats{}
+			stats[key{p.name, kind.name, none.be, noFilter}] = &windowStats{}
+			for _, be := range backends {
+				stats[key{p.name, kind.name, be, statefulRules}] = &windowStats{}
 			}
-			if kind.name == "established" {
-				// Past 2 s, conntrack refreshes a replied entry with
-				// the stream timeout: from here on, no gap between
-				// windows lets it expire.
-				time.Sleep(2*time.Second + 100*time.Millisecond)
-				for _, pl := range all {
-					flows[pl].window(t, 10*time.Millisecond)
-				}
-			}
-			measure := func(pl *ppsLane, k int) float64 {
-				start := time.Now()
-				m := flows[pl].window(t, ppsWindow)
-				took := time.Since(start)
-				stats[key{p.name, kind.name, pl}].add(m, ppsWindow)
-				t.Logf("%s, %s, %s, round %d: %.0f packets/s (%d sent, %d writes failed, %d received)",
-					p.name, kind.name, pl, k+1, m.pps, m.sent, m.failed, m.received)
-				if kind.name == "new connections" {
-					checkNewEntries(t, pl, m, took)
-				}
-				return m.pps
-			}
-			rs := pairedWindows(none, []map[gt.Backend]*ppsLane{lanes}, measure)
-			ratios[key{p.name, kind.name, lanes[gt.Bpfilter]}] = rs[0]
-			for pl, ns := range statsWindows(t, p.name+", "+kind.name, all, flows) {
-				progNs[key{p.name, kind.name, pl}] = ns
-			}
-			if kind.name == "established" {
-				established[p.name] = flows // kept open for the probe
-				continue
-			}
-			for _, pl := range all {
-				flows[pl].close(t)
-			}
+			ratios[key{p.name, kind.name, gt.Bpfilter, statefulRules}] = &[2][]float64{}
 		}
 	}
+	established := map[string]*flow{} // the lane without filter's, of the last placement
+	crossover(t, []crossPair{pair}, []*ppsLane{none}, func(phase int, pls placement) {
+		all := append([]*ppsLane{none}, pls.lanes()...)
+		for _, p := range paths {
+			for _, kind := range ctKinds {
+				flows := map[*ppsLane]*flow{}
+				for _, pl := range all {
+					flows[pl] = openFlowSpec(t, pl, p, kind.spec(p))
+				}
+				if kind.name == "established" {
+					// Past 2 s, conntrack refreshes a replied entry with
+					// the stream timeout: from here on, no gap between
+					// windows lets it expire.
+					time.Sleep(2*time.Second + 100*time.Millisecond)
+					for _, pl := range all {
+						flows[pl].window(t, 10*time.Millisecond)
+					}
+				}
+				stat := func(pl *ppsLane) *windowStats { return stats[key{p.name, kind.name, pl.be, pl.rules}] }
+				rs, runs := interleaved(t, all, pls, flows, stat)
+				for _, pl := range all {
+					r := runs[pl]
+					t.Logf("%s, %s, placement %d, %s: %d sent, %d writes failed, %d received; per block: %s",
+						p.name, kind.name, phase, pl, r.sent, r.failed, r.received, rates(stat(pl).rate[len(stat(pl).rate)-ppsBlocks:]))
+					if kind.name == "new connections" {
+						checkNewEntries(t, pl, r)
+					}
+				}
+				ratios[key{p.name, kind.name, gt.Bpfilter, statefulRules}][phase] = rs[0]
+				for pl, ns := range statsWindows(t, p.name+", "+kind.name, all, flows) {
+					k := key{p.name, kind.name, pl.be, pl.rules}
+					progNs[k] = append(progNs[k], ns)
+				}
+				for _, pl := range all {
+					if pl == none && kind.name == "established" && phase == 1 {
+						established[p.name] = flows[pl] // kept open for the probe
+						continue
+					}
+					flows[pl].close(t)
+				}
+			}
+		}
+	}, checkStateCounters)
 
 	// The lane without filter: its flows are still ESTABLISHED (had an
 	// entry expired, the next datagram would have made an unreplied one).
 	none.l.dut.restore(t, estProbe)
 	probed := map[string]int64{}
 	for _, p := range paths {
-		f := established[p.name][none]
-		m := f.window(t, 100*time.Millisecond)
+		m := established[p.name].window(t, 100*time.Millisecond)
 		probed[p.chain] = m.received
 	}
 	for _, p := range paths {
@@ -361,11 +352,7 @@ func TestStateful(t *testing.T) {
 			t.Errorf("%s, %s: %d datagrams of the established flow arrived, conntrack called %d ESTABLISHED",
 				none, p.name, probed[p.chain], pkts)
 		}
-	}
-	for _, p := range paths {
-		for _, pl := range all {
-			established[p.name][pl].close(t)
-		}
+		established[p.name].close(t)
 	}
 	none.l.dut.restore(t, emptyMangle)
 	none.l.dut.restore(t, emptyNat)
@@ -377,50 +364,41 @@ func TestStateful(t *testing.T) {
 	var tb strings.Builder
 	fmt.Fprintf(&tb, "packets/s received through the DUT, UDP, 64-byte packets; INPUT and FORWARD: %q, then %s rules\n",
 		ctFirst, thousands(statefulRules))
-	fmt.Fprintf(&tb, "that match none of them, policy ACCEPT; medians of %d windows of %v per lane,\n", ppsPairs, ppsWindow)
-	tb.WriteString("ratio: median (and range) of the pairs of adjacent windows; lost: median fraction of the sent\n")
-	tb.WriteString("datagrams that did not arrive; no filter: conntrack on, by a nat table's rule in OUTPUT:\n")
-	tb.WriteString("| path | kind | no filter | ip_tables | bpfilter | bpfilter / ip_tables | lost: no filter / ip_tables / bpfilter | bpfilter's program |\n")
-	tb.WriteString("|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&tb, "that match none of them, policy ACCEPT; medians of %d blocks per backend (both placements), each %d\n", 2*ppsBlocks, ppsTurns)
+	fmt.Fprintf(&tb, "turns of %v per lane, lanes interleaved; ratio: geometric mean of the two placements' medians of their\n", ppsSlice)
+	tb.WriteString("blocks' ratios (range of all blocks); lane: the first lane's own rate over the second's, which cancelled; lost: median fraction\n")
+	tb.WriteString("of the sent datagrams that did not arrive; no filter: conntrack on, by a nat table's rule in OUTPUT:\n")
+	tb.WriteString("| path | kind | no filter | ip_tables | bpfilter | bpfilter / ip_tables | lane | lost: no filter / ip_tables / bpfilter | bpfilter's program |\n")
+	tb.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range paths {
 		for _, kind := range ctKinds {
-			st := func(pl *ppsLane) *windowStats { return stats[key{p.name, kind.name, pl}] }
-			bl := lanes[gt.Bpfilter]
-			r := ratios[key{p.name, kind.name, bl}]
-			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %s | %.2f (%.2f..%.2f) | %.0f / %.0f / %.0f %% | %s ns |\n",
-				p.name, kind.name, thousands(int64(medianF(st(none).pps))),
-				thousands(int64(medianF(st(lanes[gt.IPTables]).pps))), thousands(int64(medianF(st(bl).pps))),
-				medianF(r), slices.Min(r), slices.Max(r),
-				100*medianF(st(none).lost), 100*medianF(st(lanes[gt.IPTables]).lost), 100*medianF(st(bl).lost),
-				thousands(int64(progNs[key{p.name, kind.name, bl}]+0.5)))
+			st := func(be gt.Backend, rules int) *windowStats { return stats[key{p.name, kind.name, be, rules}] }
+			n, ipt, bpf := st(none.be, noFilter), st(gt.IPTables, statefulRules), st(gt.Bpfilter, statefulRules)
+			r, lo, hi, lane := crossRatio(*ratios[key{p.name, kind.name, gt.Bpfilter, statefulRules}])
+			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %s | %.2f (%.2f..%.2f) | %.2f | %.0f / %.0f / %.0f %% | %s ns |\n",
+				p.name, kind.name, thousands(int64(medianF(n.rate))),
+				thousands(int64(medianF(ipt.rate))), thousands(int64(medianF(bpf.rate))),
+				r, lo, hi, lane, 100*medianF(n.lost), 100*medianF(ipt.lost), 100*medianF(bpf.lost),
+				thousands(int64(meanF(progNs[key{p.name, kind.name, gt.Bpfilter, statefulRules}])+0.5)))
 		}
 	}
-
-	// The counters: bpfilter's first, then ip_tables' (which iptables
-	// reaches only when bpfilter is gone).
-	checkStateCounters(t, lanes[gt.Bpfilter])
-	gt.MustRun(t, "rmmod", "bpfilter")
-	noIPTablesFilter(t, []*ppsLane{none, lanes[gt.Bpfilter]})
-	checkStateCounters(t, lanes[gt.IPTables])
-	// Emptied, the table no longer pins iptable_filter and xt_conntrack.
-	lanes[gt.IPTables].l.dut.restore(t, gt.EmptyFilter)
-	gt.Ensure(t, gt.IPTables)
 	t.Log("\n" + tb.String())
 }
 
-// checkNewEntries fails t unless each datagram of window m of new
-// connections that arrived left its conntrack entry in pl's DUT (unless
-// the window took so long that the first might have timed out), and the
-// table is below nf_conntrack_max.
-func checkNewEntries(t *testing.T, pl *ppsLane, m ppsResult, took time.Duration) {
+// checkNewEntries fails t unless each datagram of the last block of new
+// connections of r that may have arrived left its conntrack entry in pl's
+// DUT (all but those that went missing, unless the block took so long
+// that the first might have timed out), and the table is below
+// nf_conntrack_max.
+func checkNewEntries(t *testing.T, pl *ppsLane, r *laneRun) {
 	t.Helper()
 	n := ctCount(t, pl)
 	if n >= ctMax {
 		t.Errorf("%s: the DUT's conntrack holds %d entries: full", pl, n)
 	}
-	if took < udpTimeout-time.Second && n < m.received {
+	if want := r.lastSent - (r.sent - r.received); r.lastTook < udpTimeout-time.Second && n < want {
 		t.Errorf("%s: %d new connections arrived within %v, the DUT's conntrack holds %d entries",
-			pl, m.received, took.Round(time.Millisecond), n)
+			pl, want, r.lastTook.Round(time.Millisecond), n)
 	}
 }
 

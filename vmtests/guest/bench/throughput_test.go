@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
+	"math/rand/v2"
 	"net"
 	"os"
 	"regexp"
@@ -36,8 +36,7 @@ var paths = []path{
 }
 
 const (
-	ppsWindow = time.Second // one measurement
-	ppsPairs  = 7           // pairs of windows (ip_tables, bpfilter) per path and rule count
+	ppsWindow = time.Second // one window of statsWindows
 )
 
 // laneRules are the rule counts of the lanes: ppsRules for the packet
@@ -98,19 +97,10 @@ func (pl *ppsLane) String() string {
 	return fmt.Sprintf("%s lane of %d rules", pl.be, pl.rules)
 }
 
-// windowStats are the windows of one lane and path.
+// windowStats are the blocks of one lane and path (interleaved).
 type windowStats struct {
-	pps  []float64 // received per second
-	sent []float64 // sent per second
-	lost []float64 // fraction of the sent that did not arrive
-}
-
-func (w *windowStats) add(m ppsResult, d time.Duration) {
-	w.pps = append(w.pps, m.pps)
-	w.sent = append(w.sent, float64(m.sent)/d.Seconds())
-	if m.sent > 0 {
-		w.lost = append(w.lost, 1-float64(m.received)/float64(m.sent))
-	}
+	rate []float64 // sent per second, per block
+	lost []float64 // fraction of the sent that did not arrive, per run
 }
 
 // nsPerPacket is the time per datagram at the median sending rate: the
@@ -118,111 +108,102 @@ func (w *windowStats) add(m ppsResult, d time.Duration) {
 // the packet to the backlog, which the write's bottom-half exit
 // processes on the same CPU), so the rate at which one thread can send is
 // the inverse of the whole path's cost per packet.
-func (w *windowStats) nsPerPacket() float64 { return 1e9 / medianF(w.sent) }
+func (w *windowStats) nsPerPacket() float64 { return 1e9 / medianF(w.rate) }
 
 // TestThroughput is the packet rate through a DUT whose rules match
 // nothing, bpfilter against ip_tables, and the per-packet cost of the
 // whole path that follows from it: a Go sender in src floods 64-byte UDP
-// datagrams for ppsWindow, and the receiver counts what arrives. Nine
-// tables live at once, each in a lane of its own: the two backends at 0,
-// 1, 1,000 and 10,000 rules, and a lane without any filter table. The
-// ip_tables ones are set before bpfilter is loaded and stay in force after
+// datagrams, and the receiver counts what arrives. Each
+// rule count (0, 1, 1,000, 10,000) has a pair of lanes, and a lane
+// without any filter table is the reference. The benchmark is a
+// crossover (crossover): each backend holds each rule count's table in
+// one lane of its pair, then in the other. In each placement, ip_tables'
+// tables are set before bpfilter is loaded and stay in force after
 // (bpfilter takes over the filter table's sockopts, not the tables
 // ip_tables already holds); bpfilter registers its hooks only in the
 // namespaces whose table it was given, so each lane runs the hooks of its
-// own backend only (checked: see checkLanes). So the backends take turns,
-// window by window, without reloading modules: for each path,
-// ppsPairs rounds of one window without filter, then, for each rule
-// count, a pair of adjacent windows, one per backend, in alternating
-// order. A machine that slows down for a while slows both windows of a
-// pair; the ratio is the median of the pairs' ratios, each rate the
-// median of its windows. Then, with the kernel's BPF run-time statistics
-// on, one more window per lane gives the time bpfilter's program itself
-// takes on this path. Afterwards each chain's policy counters must show
-// the datagrams, at 64 bytes each: both backends judged every one of
-// them.
+// own backend only (checked: see statsWindows). So all lanes take
+// turns at sending, slice by slice (interleaved), without reloading
+// modules; each placement's ratio is the median of its blocks' ratios,
+// and the ratio reported the geometric mean of the two placements'. Then,
+// with the kernel's BPF run-time statistics on, one more window per lane
+// gives the time bpfilter's program itself takes on this path.
+// Afterwards each chain's policy counters must show the datagrams, at 64
+// bytes each: both backends judged every one of them.
 func TestThroughput(t *testing.T) {
 	bigReceiveBuffers(t)
 	gt.Use(t, gt.IPTables)
 	gt.MustRun(t, "modprobe", "xt_tcpudp")
 	none := newPPSLane(t, 0, noFilter)
-	lanes := map[gt.Backend]map[int]*ppsLane{gt.IPTables: {}, gt.Bpfilter: {}}
-	for _, be := range backends { // ip_tables first: its tables cannot be set while bpfilter is loaded
-		if be == gt.Bpfilter {
-			gt.MustRun(t, "insmod", gt.GoodKO)
-			t.Cleanup(func() { gt.Unload(t) })
-		}
-		for _, n := range laneRules {
-			pl := newPPSLane(t, be, n)
-			pl.l.dut.restore(t, missRules(n))
-			lanes[be][n] = pl
-			if be == gt.IPTables && !hasFilterName(t, pl.l.dut) {
-				t.Fatalf("%s: ip_tables has no filter table there", pl)
-			}
-		}
-	}
-	all := []*ppsLane{none}
-	for _, be := range backends {
-		for _, n := range laneRules {
-			all = append(all, lanes[be][n])
-		}
+	pairs := make([]crossPair, len(laneRules))
+	for i, n := range laneRules {
+		pairs[i] = newCrossPair(t, n, missRules(n))
 	}
 
 	type key struct {
-		path string
-		lane *ppsLane
+		path  string
+		be    gt.Backend
+		rules int
 	}
+	noneKey := func(p path) key { return key{p.name, gt.IPTables, noFilter} }
 	stats := map[key]*windowStats{}
-	ratios := map[key][]float64{} // keyed by the bpfilter lane
-	progNs := map[key]float64{}   // bpfilter's program per run, keyed by the bpfilter lane
+	ratios := map[key]*[2][]float64{} // bpfilter's over ip_tables', per placement
+	progNs := map[key][]float64{}     // bpfilter's program per run, per placement
 	for _, p := range paths {
-		flows := map[*ppsLane]*flow{}
-		for _, pl := range all {
-			flows[pl] = openFlow(t, pl, p)
-			stats[key{p.name, pl}] = &windowStats{}
-		}
-		measure := func(pl *ppsLane, k int) ppsResult {
-			m := flows[pl].window(t, ppsWindow)
-			stats[key{p.name, pl}].add(m, ppsWindow)
-			t.Logf("%s, %s, round %d: %.0f packets/s (%d sent, %d writes failed, %d received)",
-				p.name, pl, k+1, m.pps, m.sent, m.failed, m.received)
-			return m
-		}
-		pairs := make([]map[gt.Backend]*ppsLane, len(laneRules))
-		for i, n := range laneRules {
-			pairs[i] = map[gt.Backend]*ppsLane{gt.IPTables: lanes[gt.IPTables][n], gt.Bpfilter: lanes[gt.Bpfilter][n]}
-		}
-		rs := pairedWindows(none, pairs, func(pl *ppsLane, k int) float64 { return measure(pl, k).pps })
-		for i, n := range laneRules {
-			ratios[key{p.name, lanes[gt.Bpfilter][n]}] = rs[i]
-		}
-		for pl, ns := range statsWindows(t, p.name, all, flows) {
-			progNs[key{p.name, pl}] = ns
-		}
-		for _, pl := range all {
-			flows[pl].close(t)
+		stats[noneKey(p)] = &windowStats{}
+		for _, n := range laneRules {
+			for _, be := range backends {
+				stats[key{p.name, be, n}] = &windowStats{}
+			}
+			ratios[key{p.name, gt.Bpfilter, n}] = &[2][]float64{}
 		}
 	}
+	crossover(t, pairs, []*ppsLane{none}, func(phase int, pls placement) {
+		all := append([]*ppsLane{none}, pls.lanes()...)
+		for _, p := range paths {
+			flows := map[*ppsLane]*flow{}
+			for _, pl := range all {
+				flows[pl] = openFlow(t, pl, p)
+			}
+			stat := func(pl *ppsLane) *windowStats { return stats[key{p.name, pl.be, pl.rules}] }
+			rs, runs := interleaved(t, all, pls, flows, stat)
+			for _, pl := range all {
+				r := runs[pl]
+				t.Logf("%s, placement %d, %s: %d sent, %d writes failed, %d received; per block: %s",
+					p.name, phase, pl, r.sent, r.failed, r.received, rates(stat(pl).rate[len(stat(pl).rate)-ppsBlocks:]))
+			}
+			for i, n := range laneRules {
+				ratios[key{p.name, gt.Bpfilter, n}][phase] = rs[i]
+			}
+			for pl, ns := range statsWindows(t, p.name, all, flows) {
+				k := key{p.name, pl.be, pl.rules}
+				progNs[k] = append(progNs[k], ns)
+			}
+			for _, pl := range all {
+				flows[pl].close(t)
+			}
+		}
+	}, checkPolicyCounters)
 
 	var tb strings.Builder
-	fmt.Fprintf(&tb, "packets/s received through the DUT, UDP, 64-byte packets; medians of %d windows of %v per backend,\n", ppsPairs, ppsWindow)
-	tb.WriteString("ratio: median (and range) of the pairs of adjacent windows:\n")
-	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter / ip_tables |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&tb, "packets/s through the DUT, UDP, 64-byte packets: medians of %d blocks per backend (both placements),\n", 2*ppsBlocks)
+	fmt.Fprintf(&tb, "each %d turns of %v per lane, lanes interleaved; ratio: geometric mean of the two placements' medians\n", ppsTurns, ppsSlice)
+	tb.WriteString("of their blocks' ratios (range of all blocks); lane: the first lane's own rate over the second's, which cancelled:\n")
+	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter / ip_tables | lane |\n|---|---|---|---|---|---|\n")
 	for _, p := range paths {
 		for _, n := range laneRules {
-			ipt, bpf := stats[key{p.name, lanes[gt.IPTables][n]}], stats[key{p.name, lanes[gt.Bpfilter][n]}]
-			r := ratios[key{p.name, lanes[gt.Bpfilter][n]}]
-			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %.2f (%.2f..%.2f) |\n", p.name, thousands(int64(n)),
-				thousands(int64(medianF(ipt.pps))), thousands(int64(medianF(bpf.pps))),
-				medianF(r), slices.Min(r), slices.Max(r))
+			ipt, bpf := stats[key{p.name, gt.IPTables, n}], stats[key{p.name, gt.Bpfilter, n}]
+			r, lo, hi, lane := crossRatio(*ratios[key{p.name, gt.Bpfilter, n}])
+			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %.2f (%.2f..%.2f) | %.2f |\n", p.name, thousands(int64(n)),
+				thousands(int64(medianF(ipt.rate))), thousands(int64(medianF(bpf.rate))), r, lo, hi, lane)
 		}
 	}
 	tb.WriteString("\nper-packet cost of the whole path, from the median sending rate (1 s / packets sent per second),\n")
-	tb.WriteString("and beyond the lane without filter; bpfilter's program alone on this path (BPF run-time statistics);\n")
-	tb.WriteString("in brackets: the median fraction of the sent datagrams that did not arrive:\n")
+	tb.WriteString("and beyond the lane without filter; bpfilter's program alone on this path (BPF run-time statistics,\n")
+	tb.WriteString("mean of the placements); in brackets: the median fraction of the sent datagrams that did not arrive:\n")
 	tb.WriteString("| path | rules | ip_tables | bpfilter | bpfilter's program |\n|---|---|---|---|---|\n")
 	for _, p := range paths {
-		base := stats[key{p.name, none}]
+		base := stats[noneKey(p)]
 		fmt.Fprintf(&tb, "| %s | no filter | %s ns [%.0f%%] | | |\n", p.name,
 			thousands(int64(base.nsPerPacket()+0.5)), 100*medianF(base.lost))
 		cell := func(w *windowStats) string {
@@ -230,52 +211,115 @@ func TestThroughput(t *testing.T) {
 			return fmt.Sprintf("%s ns (%+d) [%.0f%%]", thousands(int64(w.nsPerPacket()+0.5)), int64(d), 100*medianF(w.lost))
 		}
 		for _, n := range laneRules {
-			bl := lanes[gt.Bpfilter][n]
 			fmt.Fprintf(&tb, "| %s | %s | %s | %s | %s ns |\n", p.name, thousands(int64(n)),
-				cell(stats[key{p.name, lanes[gt.IPTables][n]}]), cell(stats[key{p.name, bl}]),
-				thousands(int64(progNs[key{p.name, bl}]+0.5)))
+				cell(stats[key{p.name, gt.IPTables, n}]), cell(stats[key{p.name, gt.Bpfilter, n}]),
+				thousands(int64(meanF(progNs[key{p.name, gt.Bpfilter, n}])+0.5)))
 		}
 	}
-
-	// The counters: bpfilter's first, then ip_tables' (which iptables
-	// reaches only when bpfilter is gone).
-	for _, n := range laneRules {
-		checkPolicyCounters(t, lanes[gt.Bpfilter][n])
-	}
-	gt.MustRun(t, "rmmod", "bpfilter")
-	noIPTablesFilter(t, append([]*ppsLane{none}, slices.Collect(maps.Values(lanes[gt.Bpfilter]))...))
-	for _, n := range laneRules {
-		pl := lanes[gt.IPTables][n]
-		checkPolicyCounters(t, pl)
-		// Emptied, the table no longer pins iptable_filter.
-		pl.l.dut.restore(t, gt.EmptyFilter)
-	}
-	gt.Ensure(t, gt.IPTables)
 	t.Log("\n" + tb.String())
 }
 
-// pairedWindows is ppsPairs rounds of windows: one of none, then for each
-// pair of lanes (one per backend, alike but for it) two adjacent ones,
-// ip_tables' first in even rounds, bpfilter's first in odd ones. measure
-// runs one window of a lane and returns its rate. The result is each
-// pair's ratios, bpfilter's rate over ip_tables', one per round.
-func pairedWindows(none *ppsLane, pairs []map[gt.Backend]*ppsLane, measure func(pl *ppsLane, round int) float64) [][]float64 {
-	ratios := make([][]float64, len(pairs))
-	for k := 0; k < ppsPairs; k++ {
-		measure(none, k)
-		for i, pair := range pairs {
-			order := backends
-			if k%2 == 1 {
-				order = []gt.Backend{backends[1], backends[0]}
+// rates is xs in thousands of packets per second, for the log.
+func rates(xs []float64) string {
+	var b strings.Builder
+	for i, x := range xs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%.1fk", x/1000)
+	}
+	return b.String()
+}
+
+func meanF(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// The lanes of a measurement take turns at sending, a slice each, in an
+// order shuffled anew for every turn (a lane that always came after the
+// slowest one ran faster than the others: its receiver's CPU had been
+// idle). A block is ppsTurns such rounds; each
+// lane's rate in a block is what it sent over the time its slices took.
+// Lanes a few milliseconds apart see the same machine: a shared host that
+// slows down for a second slows every lane of the rotation alike, which
+// windows of a second each, one lane after the other, did not (adjacent
+// 1 s windows of one lane differed by up to 1.6x in an earlier run).
+const (
+	ppsSlice  = 25 * time.Millisecond
+	ppsTurns  = 8
+	ppsBlocks = 10 // per path, kind and placement
+)
+
+// laneRun is what one lane sent in interleaved and what arrived.
+type laneRun struct {
+	sent, failed, received int64
+	lastSent               int64         // in the last block
+	lastTook               time.Duration // the last block, all lanes
+}
+
+// interleaved floods the flows of all in turn, ppsBlocks blocks, and adds
+// each lane's rate per block to stats(lane); then, once nothing comes any
+// more, what did not arrive. It returns, for each pair of pls, bpfilter's
+// rate over ip_tables' per block, and what each lane sent and received.
+func interleaved(t *testing.T, all []*ppsLane, pls placement, flows map[*ppsLane]*flow, stats func(*ppsLane) *windowStats) ([][]float64, map[*ppsLane]*laneRun) {
+	t.Helper()
+	runs := map[*ppsLane]*laneRun{}
+	before := map[*ppsLane]int64{}
+	for _, pl := range all {
+		runs[pl] = &laneRun{}
+		before[pl] = flows[pl].r.n.Load()
+	}
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	t.Logf("lane order seed %d", seed)
+	ratios := make([][]float64, len(pls))
+	for b := 0; b < ppsBlocks; b++ {
+		sent := map[*ppsLane]int64{}
+		took := map[*ppsLane]time.Duration{}
+		blockStart := time.Now()
+		for turn := 0; turn < ppsTurns; turn++ {
+			for _, j := range rng.Perm(len(all)) {
+				pl := all[j]
+				start := time.Now()
+				n, failed := flows[pl].flood(ppsSlice)
+				took[pl] += time.Since(start)
+				sent[pl] += n
+				runs[pl].failed += failed
 			}
-			got := map[gt.Backend]float64{}
-			for _, be := range order {
-				got[be] = measure(pair[be], k)
-			}
-			ratios[i] = append(ratios[i], got[gt.Bpfilter]/got[gt.IPTables])
+		}
+		rate := map[*ppsLane]float64{}
+		for _, pl := range all {
+			rate[pl] = float64(sent[pl]) / took[pl].Seconds()
+			stats(pl).rate = append(stats(pl).rate, rate[pl])
+			runs[pl].sent += sent[pl]
+			runs[pl].lastSent = sent[pl]
+			runs[pl].lastTook = time.Since(blockStart)
+		}
+		for i, pair := range pls {
+			ratios[i] = append(ratios[i], rate[pair[gt.Bpfilter]]/rate[pair[gt.IPTables]])
 		}
 	}
-	return ratios
+	for _, pl := range all {
+		f := flows[pl]
+		if !f.r.quiet(100*time.Millisecond, 30*time.Second) {
+			t.Fatalf("%s, %s: datagrams kept coming 30 s after the senders stopped", pl, f.p.name)
+		}
+		r := runs[pl]
+		r.received = f.r.n.Load() - before[pl]
+		pl.recvd[f.key] += r.received
+		if r.received == 0 {
+			t.Fatalf("%s, %s: none of %d datagrams arrived", pl, f.p.name, r.sent)
+		}
+		stats(pl).lost = append(stats(pl).lost, 1-float64(r.received)/float64(r.sent))
+	}
+	return ratios, runs
 }
 
 // statsWindows is one more window of each lane's flow with the kernel's
