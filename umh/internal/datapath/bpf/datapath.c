@@ -902,18 +902,19 @@ static __always_inline int ct_first(struct __sk_buff *skb, const __u32 hook)
 static __always_inline int run(struct __sk_buff *skb, const __u32 hook)
 {
 	__u32 zero = 0;
-	struct traversal *st = bpf_map_lookup_elem(&state, &zero);
+	struct traversal *st;
 	struct loop_ctx lc;
 
-	if (!st)
-		return BPFILTER_VERDICT_DROP;
-	lc.st = st;
 	if (cfg.callouts) {
 		struct bpfilter_ctx *c = bpf_map_lookup_elem(&ctx, &zero);
 
 		if (c && (c->flags & BPFILTER_CTX_RESUME)) {
+			st = bpf_map_lookup_elem(&state, &zero);
+			if (!st)
+				return BPFILTER_VERDICT_DROP;
 			if (!resume(st, c->result))
 				return st->verdict;
+			lc.st = st;
 			goto loop;
 		}
 	}
@@ -923,11 +924,15 @@ static __always_inline int run(struct __sk_buff *skb, const __u32 hook)
 		if (v >= 0)
 			return v;
 	}
+	st = bpf_map_lookup_elem(&state, &zero);
+	if (!st)
+		return BPFILTER_VERDICT_DROP;
+	lc.st = st;
 	if (!init(skb, st, hook))
 		return BPFILTER_VERDICT_ACCEPT;
 loop:
 	bpf_loop(MAX_STEPS, step_cb, &lc, 0);
-	return st->verdict;
+	return lc.st->verdict;
 }
 
 /*
