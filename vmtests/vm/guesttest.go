@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -164,6 +165,9 @@ func Populate(cfg Config, shared string) error {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "release"), []byte(rel+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "slowdown"), []byte(strconv.Itoa(max(cfg.Slowdown, 1))+"\n"), 0o644); err != nil {
 		return err
 	}
 	for _, m := range Modules {

@@ -22,7 +22,8 @@ import (
 // while another thread sends the caller SIGURG (which the Go runtime
 // takes and ignores, as a C program would take a SIGCHLD or a SIGALRM
 // with a handler) as fast as it can. Every call must succeed, bpfilter's
-// umh must stay the same process, and the table must stay as it was.
+// umh must stay the same process, and the table must stay as it was. 100
+// rounds of calls, a quarter of that on the debug kernel (gt.Slowdown).
 func TestSignalDuringCall(t *testing.T) {
 	defer gt.Use(t, gt.IPTables)
 	for _, b := range backends {
@@ -34,7 +35,7 @@ func TestSignalDuringCall(t *testing.T) {
 				pid = gt.UmhPid(t)
 			}
 			k := gt.NewKmsg(t)
-			calls, failed, first := signalledCalls(t, 100)
+			calls, failed, first := signalledCalls(t, 100/gt.Slowdown(t))
 			if ls := k.Grep(regexp.MustCompile(`^bpfilter: (read from|write to) umh failed`)); len(ls) > 0 {
 				t.Errorf("the module gave up on the umh %d times; the first: %q", len(ls), ls[0])
 			}

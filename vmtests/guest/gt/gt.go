@@ -88,6 +88,24 @@ func Release(t testing.TB) string {
 	return strings.TrimSpace(string(b))
 }
 
+// Slowdown is how many times slower than the test kernel this guest's
+// kernel runs the tests (vm.Config.Slowdown, written by vm.Populate: 4 on
+// the debug kernel), for a test whose rounds exist to reach a path many
+// times rather than to count: it can do fewer there, where the point is
+// what the kernel's detectors say.
+func Slowdown(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(ModDir, "slowdown"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 1 {
+		t.Fatalf("slowdown %q: not a factor", b)
+	}
+	return n
+}
+
 // Proc is a process seen in /proc.
 type Proc struct {
 	Pid   int

@@ -219,14 +219,15 @@ var wakeups = []wakeup{
 }
 
 // TestNonFatalWakeups: iptables-legacy-restore --noflush appends a rule to
-// a 10,000-rule table whose rules have counters: it reads the table,
+// a 10,000-rule table (2,500 on the debug kernel: gt.Slowdown) whose rules have counters: it reads the table,
 // replaces it (SET_REPLACE, over a second), and adds the old counters,
 // which the replace handed back, to the new table. Woken again and again
 // inside the replace (a group stop and continue), it
 // still succeeds, never with EINTR, and every rule's counter is as before;
 // the policies' are as ip_tables has them (gt.NoflushKeepsPolicies).
 func TestNonFatalWakeups(t *testing.T) {
-	const n = 10000
+	// Long enough a replace for several wakeups on any kernel.
+	n := 10000 / gt.Slowdown(t)
 	load(t, gt.GoodKO)
 	table := countedTable(n)
 	restoreC(t, table, "-c")
