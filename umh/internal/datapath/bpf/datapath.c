@@ -758,6 +758,12 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u8 *iph, __u32 *ih
 	if (*ihl < 20)
 		return 0;
 	*tot = bpf_ntohs(*(__u16 *)(iph + 2));
+	/*
+	 * IPv4 BIG TCP (6.3+): a GSO packet over 64 KiB has tot_len 0; its
+	 * length is the skb's, as skb_ip_totlen() says.
+	 */
+	if (*tot == 0 && skb->gso_size)
+		*tot = skb->len;
 	if (*tot < *ihl)
 		return 0;
 	return 1;
