@@ -289,14 +289,18 @@ func classify(t *ipt.Table, linearOnly bool) *classification {
 	}
 	// Buckets and linear lists, in entry order; buckets in the order of
 	// their first entry, so that the layout is deterministic.
-	buckets := map[classKey][]uint32{}
-	var bucketOrder []classKey
+	bucketOf := make(map[classKey]int, n) // into bucketKeys and buckets
+	var bucketKeys []classKey
+	var buckets [][]uint32
 	add := func(k classKey, i int) {
-		if _, have := buckets[k]; !have {
-			bucketOrder = append(bucketOrder, k)
+		j, have := bucketOf[k]
+		if !have {
+			j = len(buckets)
+			bucketOf[k] = j
+			bucketKeys, buckets = append(bucketKeys, k), append(buckets, nil)
 		}
-		if b := buckets[k]; len(b) == 0 || b[len(b)-1] != uint32(i) {
-			buckets[k] = append(b, uint32(i))
+		if b := buckets[j]; len(b) == 0 || b[len(b)-1] != uint32(i) {
+			buckets[j] = append(b, uint32(i))
 		}
 	}
 	linear := make([][]uint32, nseg)
@@ -335,14 +339,15 @@ func classify(t *ipt.Table, linearOnly bool) *classification {
 			}
 		}
 	}
-	for _, k := range bucketOrder {
+	c.heads = make(map[classKey]uint32, len(bucketKeys))
+	for j, k := range bucketKeys {
 		c.heads[k] = uint32(len(c.lists))
 		if k.group&groupNoPorts != 0 {
 			c.noPorts++
 		} else {
-			c.bucketN[k] = len(buckets[k])
+			c.bucketN[k] = len(buckets[j])
 		}
-		c.lists = append(append(c.lists, buckets[k]...), none)
+		c.lists = append(append(c.lists, buckets[j]...), none)
 	}
 	for s := range c.ghead {
 		c.ghead[s] = none

@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"encoding/binary"
 	"unsafe"
 )
 
@@ -62,13 +61,16 @@ type (
 )
 
 // setMatch writes one of the match structs (datapathPortsMatch...) into
-// the record's match union.
-func setMatch(r *record, m any) {
-	b, err := binary.Append(nil, binary.LittleEndian, m)
-	if err != nil || len(b) > len(r.M.Raw) {
+// the record's match union: its bytes as they are in memory, which are
+// the C layout (bpf2go spells out every padding byte, and the programs
+// run on the host's byte order). A table of 10,000 rules makes as many
+// records; encoding/binary's reflection cost a tenth of a compile.
+func setMatch[T any](r *record, m T) {
+	n := unsafe.Sizeof(m)
+	if n > uintptr(len(r.M.Raw)) {
 		panic("datapath: match data does not fit a record")
 	}
-	copy(r.M.Raw[:], b)
+	copy(r.M.Raw[:], unsafe.Slice((*byte)(unsafe.Pointer(&m)), n))
 }
 
 // CtxSize is sizeof(struct bpfilter_ctx) (kmod/progctx.h), untyped for
