@@ -260,9 +260,21 @@ func TestKillMidReplace(t *testing.T) {
 
 	b.restore(t, oldT)
 	oldS := b.ipt(t, "-S")
-	took, replace := replaceTimes(t, b, newT)
+	// /proc shows the call only while the caller is off the CPU, so a
+	// poll can catch just the end of it (seen once on the debug kernel:
+	// 0 s of a replace that takes over a second there): the longest of
+	// up to three measurements.
+	var took, replace time.Duration
+	for try := 0; try < 3 && replace < 20*time.Millisecond; try++ {
+		if try > 0 {
+			b.restore(t, oldT)
+		}
+		var r time.Duration
+		took, r = replaceTimes(t, b, newT)
+		replace = max(replace, r)
+		t.Logf("the 3,000-rule restore takes %v, its SET_REPLACE %v", took.Round(time.Millisecond), r.Round(time.Millisecond))
+	}
 	newS := b.ipt(t, "-S")
-	t.Logf("the 3,000-rule restore takes %v, its SET_REPLACE %v", took.Round(time.Millisecond), replace.Round(time.Millisecond))
 	if replace < 20*time.Millisecond {
 		t.Fatalf("the SET_REPLACE took %v: too short to kill the umh inside it", replace)
 	}
