@@ -39,12 +39,8 @@ const (
 	ppsWindow = time.Second // one window of statsWindows
 )
 
-// laneRules are the rule counts of the lanes: ppsRules for the packet
-// rate (issue 9's two rows), all of them for the per-packet cost.
-var (
-	laneRules = []int{0, 1, 1000, 10000}
-	ppsRules  = []int{0, 1000}
-)
+// laneRules are the rule counts of TestThroughput's lane pairs.
+var laneRules = []int{0, 1, 1000, 10000}
 
 // noFilter is the rule count of the lane without any filter table: no
 // backend has hooks in its DUT.

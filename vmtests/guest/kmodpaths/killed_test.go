@@ -159,11 +159,7 @@ func startProbe(t *testing.T) (*child, io.WriteCloser) {
 // it.
 func killMidReplace(t *testing.T, umh int, input string, woken bool, bigOut string) {
 	k := gt.NewKmsg(t)
-	cont := func() {
-		if err := syscall.Kill(umh, syscall.SIGCONT); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cont := func() { wake(t, umh) }
 	defer cont()
 	// A: the replace, B: a GET_INFO queued behind it. A's earlier calls
 	// (GET_INFO, GET_ENTRIES) need the umh; the umh is stopped as soon as
@@ -279,11 +275,7 @@ func head(s string, n int) string {
 // gone) if A had its answer before that was all done.
 func replaceWithProbe(t *testing.T, umh int, input string, woken bool) (a, b *child, inCall time.Time) {
 	t.Helper()
-	cont := func() {
-		if err := syscall.Kill(umh, syscall.SIGCONT); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cont := func() { wake(t, umh) }
 	b, goB := startProbe(t)
 	a = startRestore(t, input)
 	pid := a.cmd.Process.Pid
@@ -321,4 +313,12 @@ func replaceWithProbe(t *testing.T, umh int, input string, woken bool) (a, b *ch
 		return gone(fmt.Sprintf("%v after it was seen in the call", time.Since(inCall).Round(time.Millisecond)))
 	}
 	return a, b, inCall
+}
+
+// wake sends the stopped umh SIGCONT.
+func wake(t *testing.T, umh int) {
+	t.Helper()
+	if err := syscall.Kill(umh, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 }
